@@ -1,0 +1,208 @@
+"""Doorstep: the FastAPI application factory and the command line.
+
+`create_app()` is the composition root: settings, database, routers and background services are
+built here and nowhere at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from core.config import Settings
+from core.context import AppContext
+from core.db import make_engine, make_sessionmaker, migrate
+from core.logging import configure_logging, get_logger
+from scheduling import api as scheduling_api
+
+log = get_logger("doorstep.app")
+
+# Components that later layers register: each is called with (app, ctx) when the app starts and
+# may return an async callable to run at shutdown.
+Starter = Callable[[FastAPI, AppContext], Any]
+
+
+def build_context(settings: Settings) -> AppContext:
+    engine = make_engine(settings.database_url)
+    return AppContext(settings=settings, engine=engine, sessionmaker=make_sessionmaker(engine))
+
+
+def create_app(settings: Settings | None = None, *, ctx: AppContext | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate, settings.database_url)
+        context = ctx or build_context(settings)
+        app.state.ctx = context
+        stoppers = []
+        for start in app.state.starters:
+            stopper = await start(app, context)
+            if stopper is not None:
+                stoppers.append(stopper)
+        log.info("app_started", database=context.engine.dialect.name)
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                await stop()
+            if ctx is None:
+                await context.engine.dispose()
+
+    app = FastAPI(
+        title="Doorstep",
+        version="0.1.0",
+        description="Conversational last-mile delivery assistant: route plans, recipient changes, channels.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.starters = []
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Any, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": jsonable_errors(exc.errors())})
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    app.include_router(scheduling_api.build_router())
+    return app
+
+
+def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors
+    ]
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+async def _with_context(settings: Settings, work: Callable[[AppContext], Any]) -> Any:
+    await asyncio.to_thread(migrate, settings.database_url)
+    ctx = build_context(settings)
+    try:
+        return await work(ctx)
+    finally:
+        await ctx.engine.dispose()
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    port = args.port or settings.port
+    uvicorn.run(create_app(settings), host=args.host, port=port, log_level="warning")
+    return 0
+
+
+def cmd_retailer_create(args: argparse.Namespace, settings: Settings) -> int:
+    from core.tenants import InvalidSlug, RetailerExists, create_retailer
+
+    async def work(ctx: AppContext) -> tuple[str, str]:
+        async with ctx.uow() as uow:
+            retailer, key = await create_retailer(uow.session, args.slug, args.name)
+            await uow.commit()
+            return retailer.slug, key
+
+    try:
+        slug, key = asyncio.run(_with_context(settings, work))
+    except (RetailerExists, InvalidSlug) as exc:
+        print(f"error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"retailer": slug, "api_key": key}))
+    return 0
+
+
+def cmd_import_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlmodel import select
+
+    from core.models import Retailer
+    from scheduling.plans import PlanRejected, import_plan
+
+    payload = json.loads(Path(args.file).read_text())
+
+    async def work(ctx: AppContext) -> int:
+        async with ctx.uow() as uow:
+            retailer = (
+                await uow.session.exec(select(Retailer).where(Retailer.slug == args.retailer))
+            ).first()
+            if retailer is None:
+                print(f"error: no retailer {args.retailer!r}", file=sys.stderr)
+                return 1
+            try:
+                plan = await import_plan(uow, retailer, payload, speed_kmh=settings.urban_speed_kmh)
+            except PlanRejected as exc:
+                for problem in exc.problems:
+                    print(f"error: {'.'.join(map(str, problem.loc))}: {problem.msg}", file=sys.stderr)
+                return 2
+            print(json.dumps({"plan": plan.id, "date": plan.day.isoformat()}))
+            return 0
+
+    result: int = asyncio.run(_with_context(settings, work))
+    return result
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduling.demo import load_demo
+
+    async def work(ctx: AppContext) -> dict[str, Any]:
+        return await load_demo(ctx, reset=args.reset)
+
+    summary = asyncio.run(_with_context(settings, work))
+    print(json.dumps(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="Doorstep command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the app with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="load the demo dataset (idempotent)")
+    demo.add_argument("--reset", action="store_true", help="drop the demo retailers' data first")
+    demo.set_defaults(func=cmd_demo)
+
+    imp = sub.add_parser("import-plan", help="import a route plan file (VROOM JSON)")
+    imp.add_argument("file")
+    imp.add_argument("--retailer", required=True)
+    imp.set_defaults(func=cmd_import_plan)
+
+    retailer = sub.add_parser("retailer", help="manage retailers")
+    retailer_sub = retailer.add_subparsers(dest="action", required=True)
+    create = retailer_sub.add_parser("create", help="create a retailer and print its API key")
+    create.add_argument("slug")
+    create.add_argument("--name", required=True)
+    create.set_defaults(func=cmd_retailer_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    result: int = args.func(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

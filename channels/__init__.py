@@ -1,0 +1,1 @@
+"""Adapters between the messaging networks and the conversation engine / outbox."""

@@ -1,0 +1,79 @@
+"""Settings read from environment variables (and `.env`), validated once at start."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE = f"sqlite:///{ROOT / 'var' / 'doorstep.db'}"
+DEVELOPMENT_SECRET = "development-only-secret"  # noqa: S105 - refused outside development below
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = DEFAULT_SQLITE
+    port: int = 8000
+    redis_url: str | None = None
+    public_url: str = "http://localhost:8000"
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    twilio_sms_from: str = "+15145550100"
+    twilio_whatsapp_from: str = "+15145550101"
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_messages_per_second: float = 1.0
+
+    telegram_bot_token: SecretStr = SecretStr("123456:development-token")
+    telegram_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_bot_username: str = "DoorstepDemoBot"
+
+    urban_speed_kmh: float = 30.0
+    scheduler_enabled: bool = True
+    outbox_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            for name in ("secret_key", "twilio_auth_token", "telegram_webhook_secret"):
+                value: SecretStr = getattr(self, name)
+                if value.get_secret_value() == DEVELOPMENT_SECRET:
+                    raise ValueError(f"{name.upper()} must be set in production")
+        return self
+
+    @cached_property
+    def async_database_url(self) -> str:
+        """The URL with the asyncio driver that the app uses."""
+        return to_async_url(self.database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def to_async_url(url: str) -> str:
+    if url.startswith("sqlite:///") or url.startswith("sqlite+pysqlite:///"):
+        return "sqlite+aiosqlite:///" + url.split(":///", 1)[1]
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def to_sync_url(url: str) -> str:
+    if url.startswith("sqlite+aiosqlite:///"):
+        return "sqlite:///" + url.split(":///", 1)[1]
+    for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,126 @@
+"""Database engines, sessions, the unit of work and migrations.
+
+SQLite has one writer: the app gets a single pooled connection in WAL mode, so writers queue in
+the pool instead of failing on "database is locked". PostgreSQL gets an ordinary pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.config import ROOT, to_async_url, to_sync_url
+
+MIGRATIONS = ROOT / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite") and ":memory:" not in url:
+        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    url = to_async_url(database_url)
+    _ensure_sqlite_dir(url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(
+            url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=60
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def make_sync_engine(database_url: str) -> Engine:
+    url = to_sync_url(database_url)
+    _ensure_sqlite_dir(url)
+    engine = create_engine(url)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(MIGRATIONS / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", to_sync_url(database_url).replace("%", "%%"))
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Bring the schema up to the newest migration (idempotent; run on every start)."""
+    _ensure_sqlite_dir(to_sync_url(database_url))
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def is_postgres(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+class UnitOfWork:
+    """One business transaction: a session, committed explicitly, rolled back otherwise.
+
+    Events recorded during the transaction are published only after the commit, so nobody is told
+    of a change that did not happen.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        publish: Callable[[list[Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._publish = publish
+        self.session: AsyncSession
+        self.events: list[Any] = []
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self._sessionmaker()
+        self.events = []
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            # Detach first so objects read in this unit keep their values after the rollback.
+            self.session.expunge_all()
+            await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def record(self, event_: Any) -> None:
+        self.events.append(event_)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        events, self.events = self.events, []
+        if self._publish is not None and events:
+            await self._publish(events)
+
+
+@asynccontextmanager
+async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session

@@ -1,0 +1,60 @@
+"""Writing outbound messages to the outbox, inside the caller's transaction.
+
+Everything sent (bot replies, notifications, agents' replies) is a row here first; channel workers
+claim and send rows after the commit. The idempotency key makes a retried job or webhook enqueue
+the same message once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.models import Channel, OutboxMessage, utcnow
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    channel: Channel,
+    to_address: str,
+    body: str,
+    idempotency_key: str,
+    options: Sequence[dict[str, str]] = (),
+    retailer_id: int | None = None,
+    conversation_id: int | None = None,
+    recipient_id: int | None = None,
+    from_address: str = "",
+    content_sid: str | None = None,
+    content_variables: dict[str, str] | None = None,
+    not_before: datetime | None = None,
+    **extra: Any,
+) -> OutboxMessage:
+    """Add a message to the outbox unless one with this idempotency key is already there."""
+    existing = (
+        await session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key))
+    ).first()
+    if existing is not None:
+        return existing
+    message = OutboxMessage(
+        channel=channel,
+        to_address=to_address,
+        from_address=from_address,
+        body=body,
+        options=list(options),
+        idempotency_key=idempotency_key,
+        retailer_id=retailer_id,
+        conversation_id=conversation_id,
+        recipient_id=recipient_id,
+        content_sid=content_sid,
+        content_variables=content_variables or {},
+        next_attempt_at=not_before or utcnow(),
+        **extra,
+    )
+    session.add(message)
+    await session.flush()
+    return message

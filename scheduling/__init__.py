@@ -1,0 +1,1 @@
+"""The route plan and its rules. Knows nothing of bots or channels."""

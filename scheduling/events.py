@@ -1,0 +1,70 @@
+"""Domain events: past-tense facts the scheduling service records and publishes after commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    retailer_id: int
+    delivery_id: int
+
+
+@dataclass(frozen=True)
+class WindowAssigned(Event):
+    window_start: datetime
+    window_end: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRescheduled(Event):
+    window_start: datetime
+    window_end: datetime
+    actor: str = "system"
+
+
+@dataclass(frozen=True)
+class RedirectedToPickup(Event):
+    pickup_point_id: int
+    actor: str = "system"
+
+
+@dataclass(frozen=True)
+class WhiteGloveBooked(Event):
+    slot_start: datetime
+    slot_end: datetime
+    actor: str = "system"
+
+
+@dataclass(frozen=True)
+class EtaChanged(Event):
+    eta: datetime
+    stops_away: int
+
+
+@dataclass(frozen=True)
+class OutForDelivery(Event):
+    eta: datetime | None
+
+
+@dataclass(frozen=True)
+class Arrived(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class Delivered(Event):
+    proof: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttemptFailed(Event):
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryCancelled(Event):
+    pass
