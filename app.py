@@ -15,14 +15,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlmodel import col, func, select
 
 from core.config import Settings
 from core.context import AppContext
 from core.db import make_engine, make_sessionmaker, migrate
 from core.logging import configure_logging, get_logger
+from core.models import OutboxMessage, OutboxStatus
+from core.observability import EdgeMiddleware, Metrics
 from scheduling import api as scheduling_api
 
 log = get_logger("doorstep.app")
@@ -32,19 +35,22 @@ log = get_logger("doorstep.app")
 Starter = Callable[[FastAPI, AppContext], Any]
 
 
-def build_context(settings: Settings) -> AppContext:
+def build_context(settings: Settings, metrics: Metrics | None = None) -> AppContext:
     engine = make_engine(settings.database_url)
-    return AppContext(settings=settings, engine=engine, sessionmaker=make_sessionmaker(engine))
+    return AppContext(
+        settings=settings, engine=engine, sessionmaker=make_sessionmaker(engine), metrics=metrics or Metrics()
+    )
 
 
 def create_app(settings: Settings | None = None, *, ctx: AppContext | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_json)
+    metrics = ctx.metrics if ctx is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings.database_url)
-        context = ctx or build_context(settings)
+        context = ctx or build_context(settings, metrics)
         app.state.ctx = context
         stoppers = []
         for start in app.state.starters:
@@ -77,11 +83,26 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus metrics of this process (webhooks, replies, notifications, sends, queue depth)."""
+        context: AppContext = request.app.state.ctx
+        async with context.sessionmaker() as session:
+            rows = await session.exec(
+                select(OutboxMessage.status, func.count()).group_by(col(OutboxMessage.status))
+            )
+            depth = dict(rows.all())
+        for status in (OutboxStatus.pending, OutboxStatus.sending):
+            metrics.queue_depth.labels(status.value).set(depth.get(status, 0))
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
         return RedirectResponse("/docs")
 
     app.include_router(scheduling_api.build_router())
+    app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
 

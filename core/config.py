@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     telegram_bot_username: str = "DoorstepDemoBot"
 
     urban_speed_kmh: float = 30.0
+    max_body_bytes: int = 1_048_576
     scheduler_enabled: bool = True
     outbox_enabled: bool = True
 

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.config import Settings
 from core.db import UnitOfWork
+from core.observability import Metrics
 
 EventHandler = Callable[[list[Any]], Awaitable[None]]
 
@@ -26,6 +27,7 @@ class AppContext:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     clock: Callable[[], datetime] = system_clock
+    metrics: Metrics = field(default_factory=Metrics)
     # called with the events of every committed unit of work (notifications, live updates...)
     event_handlers: list[EventHandler] = field(default_factory=list)
     # components that later layers attach (conversation engine, channel senders, scheduler...)

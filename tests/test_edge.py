@@ -1,0 +1,29 @@
+"""The HTTP edge: request ids, Prometheus metrics, body size limits, health."""
+
+from __future__ import annotations
+
+
+class TestTheEdge:
+    async def test_every_response_carries_a_request_id_and_keeps_a_given_one(self, client):
+        response = await client.get("/healthz")
+        assert response.status_code == 200 and len(response.headers["x-request-id"]) == 32
+        response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+        assert response.headers["x-request-id"] == "abc-123"
+
+    async def test_metrics_are_served_in_prometheus_format_with_the_queue_depth(self, client):
+        await client.get("/healthz")
+        body = (await client.get("/metrics")).text
+        assert 'doorstep_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in body
+        assert 'doorstep_outbox_queue_depth{status="pending"} 0.0' in body
+
+    async def test_an_oversized_body_gets_413_before_it_is_read(self, client, acme):
+        big = b"x" * (1_048_576 + 1)
+        response = await client.post("/api/v1/plans", content=big, headers=acme.headers)
+        assert response.status_code == 413
+
+    async def test_a_malformed_json_body_gets_422_with_a_reason(self, client, acme):
+        response = await client.post(
+            "/api/v1/plans", content=b"{not json", headers={**acme.headers, "content-type": "application/json"}
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["type"] == "json_invalid"
