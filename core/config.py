@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     scheduler_enabled: bool = True
     outbox_enabled: bool = True
+    outbox_poll_seconds: float = 1.0
+    outbox_max_attempts: int = 6
+    outbox_backoff_seconds: float = 2.0  # first retry; doubles each attempt, with jitter
+    outbox_backoff_max_seconds: float = 600.0
+    outbox_lease_seconds: float = 60.0  # a claimed row whose worker died is claimed again after this
+    twilio_timeout_seconds: float = 10.0
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

@@ -388,6 +388,11 @@ class OutboxMessage(SQLModel, table=True):
     encoding: str = Field(default="", max_length=8)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # the message's kind (OutboundMessage.template_key): picks a WhatsApp template outside the 24 h window
+    template_key: str | None = Field(default=None, max_length=64)
+    # set when an attempt may have reached the provider without us learning the outcome (timeout, crash):
+    # the next attempt asks the provider first instead of sending a visible duplicate
+    uncertain_since: datetime | None = None
     status_at: datetime | None = None
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 07:34:31.632299
+Create Date: 2026-11-24 07:39:36.980489
 """
 
 from collections.abc import Sequence
@@ -503,6 +503,8 @@ def upgrade() -> None:
         sa.Column("encoding", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("sent_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("template_key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("uncertain_since", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("status_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["conversation_id"],
