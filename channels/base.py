@@ -27,6 +27,11 @@ class TransientSendError(SendError):
         self.retry_after = retry_after
 
 
+class OutcomeUnknownError(TransientSendError):
+    """The request may have reached the provider (timeout, dropped connection): before sending again,
+    the sender asks the provider whether it already has the message, so a retry is not a duplicate."""
+
+
 class PermanentSendError(SendError):
     """Never going to work (invalid number, outside the WhatsApp window without a template...)."""
 
