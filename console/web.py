@@ -1,0 +1,14 @@
+"""Wiring of the console into the app: its routers, its static files, its live-update hub."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from console import auth
+from console.rendering import STATIC
+
+
+def install(app: FastAPI) -> None:
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+    app.include_router(auth.build_router())
