@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import col, func, select
 
+from console.web import install as install_console
 from core.config import Settings
 from core.context import AppContext
 from core.db import make_engine, make_sessionmaker, migrate
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         return RedirectResponse("/docs")
 
     app.include_router(scheduling_api.build_router())
+    install_console(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
