@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import col, func, select
 
+from channels.telegram import install as install_telegram
 from console.web import install as install_console
 from core.config import Settings
 from core.context import AppContext
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
 
     app.include_router(scheduling_api.build_router())
     install_console(app)
+    install_telegram(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
@@ -192,6 +194,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_telegram_polling(args: argparse.Namespace, settings: Settings) -> int:
+    from channels.telegram import run_polling
+
+    asyncio.run(run_polling(create_app(settings)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Doorstep command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--retailer", required=True)
     imp.set_defaults(func=cmd_import_plan)
+
+    polling = sub.add_parser("telegram-polling", help="development: pull Telegram updates (no webhook)")
+    polling.set_defaults(func=cmd_telegram_polling)
 
     retailer = sub.add_parser("retailer", help="manage retailers")
     retailer_sub = retailer.add_subparsers(dest="action", required=True)

@@ -1,0 +1,318 @@
+"""The Telegram channel on aiogram 3: webhook and polling in, outbox sender out.
+
+Handlers only translate: an update becomes an `InboundMessage` for the conversation engine
+(`ctx.components["engine"]`), which stores it, de-duplicates it by update id and writes its replies to
+the outbox; `TelegramSender` sends outbox rows with inline keyboards. The Bot and Dispatcher are built
+by `start_telegram` in the app's lifespan, never at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    Update,
+)
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from bot.messages import InboundMessage, OutboundMessage
+from channels.base import PermanentSendError, SendResult, TransientSendError
+from channels.telegram_format import InvalidCallbackData, TelegramRendering, parse_start_token, render
+from core.config import Settings
+from core.logging import get_logger
+from core.models import Channel, OutboxMessage
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from core.context import AppContext
+
+log = get_logger("doorstep.telegram")
+
+Handle = Callable[[InboundMessage], Awaitable[list[OutboundMessage]]]
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
+MAX_UPDATE_BYTES = 1_000_000
+CHAT_ID = re.compile(r"^-?\d{1,20}$")
+OVERALL_PER_SECOND = 30.0
+PER_CHAT_INTERVAL = 1.0
+# A send that would wait longer than this for its chat's turn goes back to the outbox instead.
+MAX_WAIT = 1.5
+
+
+# --- inbound: updates become InboundMessages ------------------------------------------------------
+
+
+def inbound_from_message(message: Message, update_id: int) -> InboundMessage | None:
+    """A private chat's message; None for groups and channels, where the bot has nothing to say."""
+    if message.chat.type != "private":
+        return None
+    text = message.text or message.caption or ""
+    user = message.from_user
+    contact_phone = None
+    if message.contact is not None and user is not None and message.contact.user_id == user.id:
+        contact_phone = message.contact.phone_number  # Telegram vouches for the sender's own number
+    return InboundMessage(
+        channel=Channel.telegram,
+        sender=str(message.chat.id),
+        text=text,
+        provider_id=str(update_id),
+        received_at=message.date,
+        contact_phone=contact_phone,
+        start_token=parse_start_token(text) if text.startswith("/start") else None,
+        sender_name=user.full_name if user is not None else "",
+    )
+
+
+def inbound_from_callback(query: CallbackQuery, update_id: int) -> InboundMessage | None:
+    if not query.data:
+        return None
+    chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+    return InboundMessage(
+        channel=Channel.telegram,
+        sender=str(chat_id),
+        payload=query.data,
+        provider_id=str(update_id),
+        sender_name=query.from_user.full_name,
+    )
+
+
+def build_router(handle: Handle) -> Router:
+    """The bot's handlers. No magic filters: aiogram runs those in a thread, and we branch in Python."""
+    router = Router(name="doorstep")
+
+    @router.message()
+    async def on_message(message: Message, event_update: Update) -> None:
+        inbound = inbound_from_message(message, event_update.update_id)
+        if inbound is not None:
+            await handle(inbound)
+
+    @router.callback_query()
+    async def on_callback(query: CallbackQuery, event_update: Update) -> None:
+        # Answer first so the button stops spinning even if the engine fails; a retried update
+        # answers again, which Telegram refuses as too old: nothing to do then.
+        with suppress(TelegramAPIError):
+            await query.answer()
+        inbound = inbound_from_callback(query, event_update.update_id)
+        if inbound is not None:
+            await handle(inbound)
+
+    return router
+
+
+def engine_handle(ctx: AppContext) -> Handle:
+    """Looks the engine up at each update, so the router can be built before the engine is."""
+
+    async def handle(message: InboundMessage) -> list[OutboundMessage]:
+        engine = ctx.components.get("engine")
+        if engine is None:
+            raise RuntimeError("no conversation engine is registered")
+        replies: list[OutboundMessage] = await engine.handle(message)
+        return replies
+
+    return handle
+
+
+# --- outbound: the outbox sender ------------------------------------------------------------------
+
+
+class ChatRateLimiter:
+    """Telegram's limits in this process: about 30 messages/s overall and 1/s per chat.
+
+    `reserve` books the next free turn and says how long to wait for it; `pause` pushes a chat back
+    after a 429. Several processes each keep their own count (one sender process is the deployment).
+    """
+
+    def __init__(
+        self,
+        overall_per_second: float = OVERALL_PER_SECOND,
+        per_chat_interval: float = PER_CHAT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.overall_interval = 1.0 / overall_per_second
+        self.per_chat_interval = per_chat_interval
+        self.clock = clock
+        self._next_overall = 0.0
+        self._next_chat: dict[str, float] = {}
+
+    def wait_for(self, chat: str) -> float:
+        """Seconds until this chat may be sent to, without booking anything."""
+        now = self.clock()
+        return max(0.0, self._next_chat.get(chat, 0.0) - now, self._next_overall - now)
+
+    def reserve(self, chat: str) -> float:
+        now = self.clock()
+        if len(self._next_chat) > 10_000:
+            self._next_chat = {c: t for c, t in self._next_chat.items() if t > now}
+        turn = max(now, self._next_chat.get(chat, 0.0), self._next_overall)
+        self._next_chat[chat] = turn + self.per_chat_interval
+        self._next_overall = turn + self.overall_interval
+        return turn - now
+
+    def pause(self, chat: str, seconds: float) -> None:
+        self._next_chat[chat] = max(self._next_chat.get(chat, 0.0), self.clock() + seconds)
+
+
+def reply_markup(rendering: TelegramRendering) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+    if rendering.contact_button is not None:
+        return ReplyKeyboardMarkup(
+            keyboard=[[KeyboardButton(text=rendering.contact_button, request_contact=True)]],
+            resize_keyboard=True,
+            one_time_keyboard=True,
+        )
+    if rendering.inline_keyboard:
+        return InlineKeyboardMarkup(
+            inline_keyboard=[
+                [InlineKeyboardButton(text=b.text, callback_data=b.callback_data) for b in row]
+                for row in rendering.inline_keyboard
+            ]
+        )
+    return None
+
+
+class TelegramSender:
+    """Sends outbox rows of Channel.telegram with sendMessage; implements channels.base.Sender."""
+
+    def __init__(self, bot: Bot, limiter: ChatRateLimiter | None = None, max_wait: float = MAX_WAIT) -> None:
+        self.bot = bot
+        self.limiter = limiter or ChatRateLimiter()
+        self.max_wait = max_wait
+
+    async def send(self, message: OutboxMessage) -> SendResult:
+        if not CHAT_ID.match(message.to_address):
+            raise PermanentSendError("the address is not a Telegram chat id")
+        chat_id = int(message.to_address)
+        if not message.body.strip():
+            raise PermanentSendError("an empty message cannot be sent on Telegram")
+        try:
+            rendering = render(message.body, message.options)
+        except InvalidCallbackData as exc:
+            raise PermanentSendError(str(exc)) from exc
+        chat = str(chat_id)
+        waiting = self.limiter.wait_for(chat)
+        if waiting > self.max_wait:
+            raise TransientSendError("telegram rate limit for this chat", retry_after=waiting)
+        await asyncio.sleep(self.limiter.reserve(chat))
+        try:
+            sent = await self.bot.send_message(
+                chat_id=chat_id, text=rendering.html, parse_mode="HTML", reply_markup=reply_markup(rendering)
+            )
+        except TelegramRetryAfter as exc:
+            self.limiter.pause(chat, exc.retry_after)
+            raise TransientSendError("telegram flood control (429)", retry_after=exc.retry_after) from exc
+        except TelegramForbiddenError as exc:
+            raise PermanentSendError("the recipient blocked the bot or never started it (403)") from exc
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            raise TransientSendError(f"telegram unavailable: {type(exc).__name__}") from exc
+        except TelegramBadRequest as exc:
+            raise PermanentSendError(f"telegram refused the message: {exc.message[:200]}") from exc
+        except TelegramAPIError as exc:
+            raise TransientSendError(f"telegram error: {type(exc).__name__}") from exc
+        return SendResult(provider_id=f"{chat_id}:{sent.message_id}")
+
+
+# --- wiring: bot, dispatcher, webhook route, polling ---------------------------------------------
+
+
+@dataclass
+class TelegramRuntime:
+    bot: Bot
+    dispatcher: Dispatcher
+    sender: TelegramSender
+
+
+def build_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
+    return Bot(settings.telegram_bot_token.get_secret_value(), session=session)
+
+
+def build_runtime(settings: Settings, handle: Handle) -> TelegramRuntime:
+    bot = build_bot(settings)
+    dispatcher = Dispatcher()
+    dispatcher.include_router(build_router(handle))
+    return TelegramRuntime(bot=bot, dispatcher=dispatcher, sender=TelegramSender(bot))
+
+
+async def start_telegram(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    """Starter for app.state.starters: builds the bot and registers the sender; closes it at shutdown."""
+    runtime = build_runtime(ctx.settings, engine_handle(ctx))
+    ctx.components["telegram"] = runtime
+    ctx.components.setdefault("senders", {})[Channel.telegram] = runtime.sender
+
+    async def stop() -> None:
+        await runtime.bot.session.close()
+
+    return stop
+
+
+def secret_matches(given: str | None, settings: Settings) -> bool:
+    expected = settings.telegram_webhook_secret.get_secret_value()
+    return given is not None and secrets.compare_digest(given.encode(), expected.encode())
+
+
+def build_webhook_router() -> APIRouter:
+    router = APIRouter(tags=["channels"])
+
+    @router.post("/webhooks/telegram", summary="Telegram Bot API webhook")
+    async def telegram_webhook(request: Request) -> JSONResponse:
+        ctx: AppContext = request.app.state.ctx
+        if not secret_matches(request.headers.get(SECRET_HEADER), ctx.settings):
+            log.warning("telegram_webhook_refused", reason="secret token")
+            return JSONResponse({"detail": "bad or missing secret token"}, status_code=403)
+        runtime: TelegramRuntime | None = ctx.components.get("telegram")
+        if runtime is None:
+            return JSONResponse({"detail": "the Telegram channel is not running"}, status_code=503)
+        body = await request.body()
+        if len(body) > MAX_UPDATE_BYTES:
+            return JSONResponse({"detail": "update too large"}, status_code=413)
+        try:
+            update = Update.model_validate_json(body, context={"bot": runtime.bot})
+        except ValidationError as exc:
+            log.info("telegram_update_malformed", errors=exc.error_count())
+            return JSONResponse({"detail": "malformed update"}, status_code=400)
+        # An error raised by a handler propagates: the 500 makes Telegram retry, and the engine
+        # handles the retried update_id once.
+        await runtime.dispatcher.feed_update(runtime.bot, update)
+        return JSONResponse({"ok": True})
+
+    return router
+
+
+async def run_polling(app: FastAPI, **polling: Any) -> None:
+    """`python app.py telegram-polling`: the app's services started, updates pulled with getUpdates."""
+    async with app.router.lifespan_context(app):
+        runtime: TelegramRuntime = app.state.ctx.components["telegram"]
+        await runtime.bot.delete_webhook(drop_pending_updates=False)
+        log.info("telegram_polling_started")
+        await runtime.dispatcher.start_polling(runtime.bot, close_bot_session=False, **polling)
+
+
+def install(app: FastAPI) -> None:
+    """Wire the channel into the app: the webhook route now, the bot and sender at start."""
+    app.include_router(build_webhook_router())
+    app.state.starters.append(start_telegram)
