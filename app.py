@@ -28,6 +28,9 @@ from core.db import make_engine, make_sessionmaker, migrate
 from core.logging import configure_logging, get_logger
 from core.models import OutboxMessage, OutboxStatus
 from core.observability import EdgeMiddleware, Metrics
+from core.redis import COMPONENT as REDIS_COMPONENT
+from core.redis import SharedRedis
+from core.resilience import install_outage_handlers
 from scheduling import api as scheduling_api
 
 log = get_logger("doorstep.app")
@@ -38,7 +41,7 @@ Starter = Callable[[FastAPI, AppContext], Any]
 
 
 def build_context(settings: Settings, metrics: Metrics | None = None) -> AppContext:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     return AppContext(
         settings=settings, engine=engine, sessionmaker=make_sessionmaker(engine), metrics=metrics or Metrics()
     )
@@ -75,7 +78,8 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.starters = []
+    app.state.starters = [start_shared_redis]
+    install_outage_handlers(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Any, exc: RequestValidationError) -> JSONResponse:
@@ -110,6 +114,15 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     return app
 
 
+async def start_shared_redis(_app: FastAPI, ctx: AppContext) -> Callable[[], Any]:
+    """Redis first, so every later component finds it (or its absence) in ctx.components."""
+    shared = ctx.components.get(REDIS_COMPONENT)
+    if not isinstance(shared, SharedRedis):
+        shared = ctx.components[REDIS_COMPONENT] = SharedRedis(ctx.settings.redis_url)
+    await shared.start()
+    return shared.stop
+
+
 def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return [
         {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors
@@ -132,6 +145,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     port = args.port or settings.port
+    if args.workers > 1:
+        # each worker process builds its own app from the environment (uvicorn needs an import string)
+        uvicorn.run(
+            "app:create_app",
+            factory=True,
+            host=args.host,
+            port=port,
+            workers=args.workers,
+            log_level="warning",
+        )
+        return 0
     uvicorn.run(create_app(settings), host=args.host, port=port, log_level="warning")
     return 0
 
@@ -208,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the app with uvicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL only)")
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="load the demo dataset (idempotent)")

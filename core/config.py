@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     outbox_backoff_max_seconds: float = 600.0
     outbox_lease_seconds: float = 60.0  # a claimed row whose worker died is claimed again after this
     twilio_timeout_seconds: float = 10.0
+    # production scale (core/leader.py, core/ratelimit.py, core/db.py)
+    database_pool_size: int = 10  # per process; PostgreSQL only (max_connections must cover N processes)
+    leader_retry_seconds: float = 2.0  # how often a follower tries the scheduler lock: the fail-over time
+    tracking_guess_limit: int = 5  # wrong tracking/postal-code pairs a sender may give per window
+    tracking_guess_window_seconds: float = 3600.0
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

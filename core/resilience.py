@@ -1,0 +1,73 @@
+"""Database outages answered cleanly: 503 with a reason and Retry-After, never a 500 or a hang.
+
+While PostgreSQL restarts, requests fail with connection errors (refused, "the database system is
+shutting down", a pooled connection that died). They get `503 {"detail": "database unavailable"}`
+and `Retry-After: 2`; providers retry webhooks that did not get a 2xx. The pool pings connections
+before use (`pool_pre_ping`), so once the server is back the next request gets a fresh connection
+and the process recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+
+from core.logging import get_logger
+
+log = get_logger("doorstep.resilience")
+
+RETRY_AFTER_SECONDS = 2
+# SQLSTATE codes of an unreachable or restarting server: class 08 (connection exception),
+# admin/crash shutdown, "cannot connect now" (starting up or in recovery), too many connections.
+_OUTAGE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+
+
+def _outage_cause(exc: BaseException) -> bool:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _OUTAGE_SQLSTATES):
+            return True
+        if isinstance(current, OSError | asyncio.TimeoutError):
+            return True
+        name = type(current).__name__
+        if name in {"ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError"}:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether an exception means "the database is not reachable now", not a bug in a query."""
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True  # pool exhausted, server gone, SQLite locked beyond its busy timeout
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or _outage_cause(exc)
+    # a connect attempt refused before SQLAlchemy could wrap it
+    return isinstance(exc, ConnectionError)
+
+
+def database_unavailable_response() -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "database unavailable, try again shortly"},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def install_outage_handlers(app: FastAPI) -> None:
+    """Map database outages to 503; any other error keeps its usual 500."""
+
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_database_outage(exc):
+            raise exc
+        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return database_unavailable_response()
+
+    for exc_class in (sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError):
+        app.add_exception_handler(exc_class, on_database_error)
