@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     telegram_api_url: str = "https://api.telegram.org"
     telegram_bot_username: str = "DoorstepDemoBot"
+    # the web sandbox (/sandbox): on by default except in production, where only true turns it on
+    sandbox_enabled: bool | None = None
 
     urban_speed_kmh: float = 30.0
     max_body_bytes: int = 1_048_576
