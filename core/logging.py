@@ -9,8 +9,33 @@ from typing import Any
 
 import structlog
 
-_PHONE = re.compile(r"\+?\d[\d\s().-]{8,}\d")
+# Digit runs that may be phone numbers; `_phone_or_not` keeps dates, times and short ids.
+_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{6,}\d(?![\w:])")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _phone_or_not(match: re.Match[str]) -> str:
+    raw = match.group(0)
+    if _ISO_DATE.match(raw.lstrip("+(")):
+        return raw
+    digits = sum(ch.isdigit() for ch in raw)
+    if (raw.startswith("+") and 8 <= digits <= 15) or 10 <= digits <= 15:
+        return "[phone]"
+    return raw
+
+
 _REDACTED_KEYS = {"text", "body", "phone", "to", "from_", "address", "password", "api_key", "token", "name"}
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """Phone numbers out of strings, also inside lists and dicts (exception texts included)."""
+    if isinstance(value, str):
+        return _PHONE.sub(_phone_or_not, value)
+    if depth < 4 and isinstance(value, dict):
+        return {k: "[redacted]" if k in _REDACTED_KEYS else _scrub(v, depth + 1) for k, v in value.items()}
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
 
 
 def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -18,10 +43,10 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     for key in list(event_dict):
         if key in _REDACTED_KEYS:
             event_dict[key] = "[redacted]"
-        elif isinstance(event_dict[key], str) and key != "event":
-            event_dict[key] = _PHONE.sub("[phone]", event_dict[key])
+        elif key != "event":
+            event_dict[key] = _scrub(event_dict[key])
     if isinstance(event_dict.get("event"), str):
-        event_dict["event"] = _PHONE.sub("[phone]", event_dict["event"])
+        event_dict["event"] = _PHONE.sub(_phone_or_not, event_dict["event"])
     return event_dict
 
 
@@ -33,8 +58,8 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # before redact, so tracebacks are scrubbed too
             redact,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -61,13 +61,16 @@ def database_unavailable_response() -> JSONResponse:
 
 
 def install_outage_handlers(app: FastAPI) -> None:
-    """Map database outages to 503; any other error keeps its usual 500."""
+    """Map database outages to 503 and out-of-range values to 422; any other error keeps its 500."""
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, OverflowError | sa_exc.DataError):
+            # a number or text the column cannot hold (an id of 30 digits): the client's mistake
+            return JSONResponse(status_code=422, content={"detail": "a value is out of range"})
         if not is_database_outage(exc):
             raise exc
         log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
         return database_unavailable_response()
 
-    for exc_class in (sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError):
+    for exc_class in (sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError, OverflowError):
         app.add_exception_handler(exc_class, on_database_error)
