@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: install run test test-scale lint format locales browser bench clean schema
+.PHONY: install run test test-scale lint format locales locales-extract locales-update browser bench clean schema
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ install: $(STAMP) locales
 # Compiles the gettext catalogues the bot answers with.
 locales: $(STAMP)
 	@if ls locales/*/LC_MESSAGES/*.po >/dev/null 2>&1; then $(VENV)/bin/pybabel compile -q -d locales -D messages; fi
+
+# Collects the bot's strings into locales/messages.pot, then merges them into each language's catalogue.
+locales-extract: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output -o locales/messages.pot .
+
+locales-update: locales-extract
+	$(VENV)/bin/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
 
 # Debian's Chromium for the Playwright tests (Playwright's own browser download does not work here).
 browser:

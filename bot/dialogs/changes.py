@@ -1,0 +1,577 @@
+"""The dialogs that change a delivery: each offers, confirms, then asks the scheduling service.
+
+Nothing is promised that the scheduling service has not checked: windows, pickup points and crew
+slots come from its offers, and the "Done" reply repeats what it committed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import select
+
+from bot.dialogs.turn import Parsed, Turn
+from bot.identity import CHANGEABLE_STATUSES
+from core.models import Delivery, DeliveryStatus, PickupPoint, Stop
+from scheduling import service
+from scheduling.service import (
+    DeliveryNotChangeable,
+    PickupOption,
+    PickupPointFull,
+    PickupPointUnavailable,
+    SchedulingError,
+    SlotUnavailable,
+    WindowOffer,
+    WindowUnavailable,
+)
+
+OFFERS_SHOWN = 3
+PICKUP_POINTS_SHOWN = 3
+PENDING_TTL = timedelta(hours=1)
+INSTRUCTIONS_LIMIT = 300
+
+
+# --- menus and small replies ---------------------------------------------------------------------
+
+
+def menu(turn: Turn, delivery: Delivery | None) -> list[tuple[Any, Any]]:
+    """What the bot can do for this delivery, as options."""
+    options = []
+    if delivery is None or delivery.status in CHANGEABLE_STATUSES:
+        options.append(turn.option(turn._("Change the time"), "menu:reschedule"))
+        options.append(turn.option(turn._("Pickup point"), "menu:pickup"))
+        if delivery is not None and delivery.white_glove and delivery.white_glove_start is None:
+            options.append(turn.option(turn._("In-home setup"), "menu:whiteglove"))
+        options.append(turn.option(turn._("Note for the driver"), "menu:instructions"))
+    else:
+        options.append(turn.option(turn._("Where is my parcel?"), "menu:status"))
+    options.append(turn.option(turn._("Talk to a person"), "menu:person"))
+    return options
+
+
+def yes_no(turn: Turn) -> list[tuple[Any, Any]]:
+    return [turn.option(turn._("Yes"), "yes"), turn.option(turn._("No"), "no")]
+
+
+def window_text(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> str:
+    return turn.speaker.window(start, end, delivery.timezone)
+
+
+def payload_time(prefix: str, delivery: Delivery, start: datetime) -> str:
+    local = start.astimezone(ZoneInfo(delivery.timezone))
+    return f"{prefix}:{local.strftime('%Y-%m-%dT%H:%M')}"
+
+
+def offer_options(
+    turn: Turn, delivery: Delivery, offers: list[WindowOffer], prefix: str
+) -> list[tuple[Any, Any]]:
+    return [
+        turn.option(
+            window_text(turn, delivery, offer.start, offer.end),
+            payload_time(prefix, delivery, offer.start),
+            {"start": offer.start.isoformat(), "end": offer.end.isoformat()},
+        )
+        for offer in offers
+    ]
+
+
+def set_pending(turn: Turn, kind: str, delivery: Delivery, **data: Any) -> None:
+    turn.state["pending"] = {"kind": kind, "delivery_id": delivery.id, "at": turn.now.isoformat(), **data}
+
+
+def not_changeable(turn: Turn) -> None:
+    turn.say(
+        turn._("Sorry, this delivery can no longer be changed here. A person from our team can help."),
+        [turn.option(turn._("Talk to a person"), "menu:person")],
+        kind="change.refused",
+    )
+
+
+async def scheduling_failed(turn: Turn, error: SchedulingError) -> None:
+    """Errors without alternatives: say so plainly and leave a way to a person."""
+    if isinstance(error, DeliveryNotChangeable):
+        not_changeable(turn)
+        return
+    turn.say(
+        turn._("Sorry, I couldn't make that change. A person from our team can help."),
+        [turn.option(turn._("Talk to a person"), "menu:person")],
+        kind="change.failed",
+    )
+
+
+# --- where is my parcel --------------------------------------------------------------------------
+
+
+async def status(turn: Turn, delivery: Delivery) -> None:
+    session = turn.uow.session
+    tracking = delivery.tracking
+    window = (
+        window_text(turn, delivery, delivery.window_start, delivery.window_end)
+        if delivery.window_start and delivery.window_end
+        else None
+    )
+    if delivery.status in (DeliveryStatus.redirected, DeliveryStatus.ready_for_pickup):
+        point = await session.get(PickupPoint, delivery.pickup_point_id) if delivery.pickup_point_id else None
+        name = f"{point.name}, {point.address}" if point else "?"
+        text = (
+            turn._(
+                "Your parcel %(tracking)s is ready for pickup at %(point)s.", tracking=tracking, point=name
+            )
+            if delivery.status == DeliveryStatus.ready_for_pickup
+            else turn._("Your parcel %(tracking)s is on its way to %(point)s.", tracking=tracking, point=name)
+        )
+    elif delivery.status == DeliveryStatus.out_for_delivery:
+        stop = (await session.exec(select(Stop).where(Stop.delivery_id == delivery.id))).first()
+        if stop is not None and stop.eta is not None:
+            text = turn._(
+                "Your parcel %(tracking)s is out for delivery. The driver expects to arrive around %(time)s.",
+                tracking=tracking,
+                time=turn.speaker.clock_time(stop.eta, delivery.timezone),
+            )
+        else:
+            text = turn._("Your parcel %(tracking)s is out for delivery today.", tracking=tracking)
+    elif delivery.status == DeliveryStatus.arrived:
+        text = turn._("The driver is at your door with parcel %(tracking)s.", tracking=tracking)
+    elif delivery.status == DeliveryStatus.delivered:
+        text = turn._("Your parcel %(tracking)s has been delivered.", tracking=tracking)
+    elif delivery.status == DeliveryStatus.picked_up:
+        text = turn._("Your parcel %(tracking)s has been picked up.", tracking=tracking)
+    elif delivery.status == DeliveryStatus.failed:
+        text = turn._(
+            "We couldn't deliver your parcel %(tracking)s. Choose a new time or a pickup point.",
+            tracking=tracking,
+        )
+    elif window is not None:
+        text = turn._("Your parcel %(tracking)s is planned for %(window)s.", tracking=tracking, window=window)
+    else:
+        text = turn._("Your parcel %(tracking)s is waiting for a delivery time.", tracking=tracking)
+    if delivery.white_glove_start and delivery.white_glove_end:
+        text += " " + turn._(
+            "In-home setup: %(window)s.",
+            window=window_text(turn, delivery, delivery.white_glove_start, delivery.white_glove_end),
+        )
+    turn.say(text, menu(turn, delivery), kind="status")
+
+
+# --- reschedule ----------------------------------------------------------------------------------
+
+
+def _overlap(offer: WindowOffer, start: datetime, end: datetime) -> timedelta:
+    return max(timedelta(0), min(offer.end, end) - max(offer.start, start))
+
+
+def matching_offers(offers: list[WindowOffer], start: datetime, end: datetime | None) -> list[WindowOffer]:
+    """Offers that fit the wish: the one containing it, else those inside or overlapping it."""
+    if end is None or end <= start:
+        return [o for o in offers if o.start <= start < o.end]
+    containing = [o for o in offers if o.start <= start and end <= o.end]
+    if containing:
+        return containing[:1]
+    return sorted((o for o in offers if _overlap(o, start, end) > timedelta(0)), key=lambda o: o.start)
+
+
+def nearest_offers(
+    offers: list[WindowOffer], start: datetime, count: int = OFFERS_SHOWN
+) -> list[WindowOffer]:
+    chosen = sorted(offers, key=lambda o: (abs((o.start - start).total_seconds()), o.start))[:count]
+    return sorted(chosen, key=lambda o: o.start)
+
+
+def wish_text(turn: Turn, delivery: Delivery, start: datetime, end: datetime | None) -> str:
+    if end is not None and end > start and end - start <= timedelta(hours=12):
+        return window_text(turn, delivery, start, end)
+    if end is not None and end - start >= timedelta(hours=20):
+        return turn.speaker.day(start, delivery.timezone)
+    return (
+        f"{turn.speaker.day(start, delivery.timezone)}, {turn.speaker.clock_time(start, delivery.timezone)}"
+    )
+
+
+def is_current(delivery: Delivery, offer: WindowOffer) -> bool:
+    return delivery.window_start == offer.start and delivery.window_end == offer.end
+
+
+async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
+    if delivery.status not in CHANGEABLE_STATUSES:
+        not_changeable(turn)
+        return
+    try:
+        offers = await service.offer_windows(turn.uow, delivery, days=3, now=turn.now)
+    except SchedulingError as error:
+        await scheduling_failed(turn, error)
+        return
+    offers = [o for o in offers if not is_current(delivery, o)]
+    if parsed.window_start is None:
+        if not offers:
+            no_windows(turn)
+            return
+        turn.say(
+            turn._("When would suit you? These times are available:"),
+            offer_options(turn, delivery, offers[:OFFERS_SHOWN], "win"),
+            kind="reschedule.offer",
+        )
+        return
+    start, end = parsed.window_start, parsed.window_end
+    if (
+        delivery.window_start is not None
+        and delivery.window_end is not None
+        and delivery.window_start <= start
+        and (end or start) <= delivery.window_end
+        and (end is None or end - start < timedelta(hours=20))
+    ):
+        turn.say(
+            turn._(
+                "Good news: your delivery is already planned for %(window)s.",
+                window=window_text(turn, delivery, delivery.window_start, delivery.window_end),
+            ),
+            menu(turn, delivery),
+            kind="reschedule.same",
+        )
+        return
+    fits = matching_offers(offers, start, end)
+    if len(fits) == 1:
+        await confirm_window(turn, delivery, fits[0].start, fits[0].end)
+        return
+    if fits:
+        turn.say(
+            turn._("Which of these times suits you?"),
+            offer_options(turn, delivery, fits[:OFFERS_SHOWN], "win"),
+            kind="reschedule.offer",
+        )
+        return
+    if not offers:
+        no_windows(turn)
+        return
+    turn.say(
+        turn._(
+            "Sorry, %(wish)s isn't available. The nearest times I can offer:",
+            wish=wish_text(turn, delivery, start, end),
+        ),
+        offer_options(turn, delivery, nearest_offers(offers, start), "win"),
+        kind="reschedule.alternatives",
+    )
+
+
+def no_windows(turn: Turn) -> None:
+    turn.say(
+        turn._("Sorry, I can't find another time in the next few days. A person from our team can help."),
+        [
+            turn.option(turn._("Pickup point"), "menu:pickup"),
+            turn.option(turn._("Talk to a person"), "menu:person"),
+        ],
+        kind="reschedule.none",
+    )
+
+
+async def confirm_window(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
+    set_pending(turn, "reschedule", delivery, start=start.isoformat(), end=end.isoformat())
+    turn.say(
+        turn._(
+            "Move your delivery to %(window)s? Reply YES or NO",
+            window=window_text(turn, delivery, start, end),
+        ),
+        yes_no(turn),
+        kind="reschedule.confirm",
+    )
+
+
+async def commit_reschedule(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
+    await turn.checkpoint()
+    try:
+        result = await service.reschedule_delivery(turn.uow, delivery, start, end, turn.actor, now=turn.now)
+    except WindowUnavailable as error:
+        await turn.recover([delivery])
+        alternatives = [o for o in error.alternatives if not is_current(delivery, o)]
+        if not alternatives:
+            no_windows(turn)
+            return
+        turn.say(
+            turn._("Sorry, that time is no longer available. The nearest times I can offer:"),
+            offer_options(turn, delivery, nearest_offers(alternatives, start), "win"),
+            kind="reschedule.alternatives",
+        )
+        return
+    except SchedulingError as error:
+        await turn.recover([delivery])
+        await scheduling_failed(turn, error)
+        return
+    new_start = result.window_start or start
+    new_end = result.window_end or end
+    turn.say(
+        turn._(
+            "Done! Your delivery %(tracking)s is now planned for %(window)s.",
+            tracking=delivery.tracking,
+            window=window_text(turn, delivery, new_start, new_end),
+        ),
+        kind="reschedule.done",
+    )
+
+
+# --- pickup points -------------------------------------------------------------------------------
+
+
+def pickup_line(turn: Turn, delivery: Delivery, option: PickupOption) -> str:
+    point = option.point
+    parts = [f"{point.name}, {point.address}" if point.address else point.name]
+    parts.append(turn.speaker.distance(option.distance_m))
+    available = option.available_from.astimezone(ZoneInfo(delivery.timezone))
+    if option.hours_today:
+        parts.append(
+            turn._(
+                "open %(hours)s",
+                hours=turn.speaker.opening_hours(option.hours_today, available.date(), delivery.timezone),
+            )
+        )
+    parts.append(turn._("ready %(day)s", day=turn.speaker.day(option.available_from, delivery.timezone)))
+    return "- " + " · ".join(parts)
+
+
+async def redirect(
+    turn: Turn, delivery: Delivery, *, exclude: int | None = None, intro: str | None = None
+) -> None:
+    if delivery.status not in CHANGEABLE_STATUSES:
+        not_changeable(turn)
+        return
+    try:
+        options = await service.pickup_options(
+            turn.uow, delivery, now=turn.now, limit=PICKUP_POINTS_SHOWN + 1
+        )
+    except SchedulingError as error:
+        await scheduling_failed(turn, error)
+        return
+    options = [o for o in options if o.point.id != exclude][:PICKUP_POINTS_SHOWN]
+    if not options:
+        turn.say(
+            turn._("Sorry, no pickup point near you can take your parcel right now."),
+            [
+                turn.option(turn._("Change the time"), "menu:reschedule"),
+                turn.option(turn._("Talk to a person"), "menu:person"),
+            ],
+            kind="pickup.none",
+        )
+        return
+    lines = [intro or turn._("The nearest pickup points:")]
+    lines += [pickup_line(turn, delivery, option) for option in options]
+    lines.append(turn._("Which one would you like?"))
+    turn.say(
+        "\n".join(lines),
+        [
+            turn.option(
+                option.point.name,
+                f"pp:{option.point.id}",
+                {
+                    "point_id": option.point.id,
+                    "name": option.point.name,
+                    "address": option.point.address,
+                    "available_from": option.available_from.isoformat(),
+                },
+            )
+            for option in options
+        ],
+        kind="pickup.offer",
+    )
+
+
+async def confirm_pickup(turn: Turn, delivery: Delivery, offer: dict[str, Any]) -> None:
+    set_pending(turn, "pickup", delivery, **offer)
+    place = f"{offer['name']}, {offer['address']}" if offer.get("address") else str(offer["name"])
+    turn.say(
+        turn._("Send your parcel to %(point)s instead of your door? Reply YES or NO", point=place),
+        yes_no(turn),
+        kind="pickup.confirm",
+    )
+
+
+async def commit_pickup(turn: Turn, delivery: Delivery, pending: dict[str, Any]) -> None:
+    await turn.checkpoint()
+    point_id = int(pending["point_id"])
+    try:
+        await service.redirect_to_pickup(turn.uow, delivery, point_id, turn.actor, now=turn.now)
+    except (PickupPointFull, PickupPointUnavailable):
+        await turn.recover([delivery])
+        await redirect(
+            turn,
+            delivery,
+            exclude=point_id,
+            intro=turn._(
+                "Sorry, %(point)s can't take your parcel any more. Other pickup points:",
+                point=pending["name"],
+            ),
+        )
+        return
+    except SchedulingError as error:
+        await turn.recover([delivery])
+        await scheduling_failed(turn, error)
+        return
+    place = f"{pending['name']}, {pending['address']}" if pending.get("address") else str(pending["name"])
+    ready = datetime.fromisoformat(pending["available_from"])
+    turn.say(
+        turn._(
+            "Done! Your parcel %(tracking)s is going to %(point)s, ready %(day)s.",
+            tracking=delivery.tracking,
+            point=place,
+            day=turn.speaker.day(ready, delivery.timezone),
+        ),
+        kind="pickup.done",
+    )
+
+
+# --- white-glove ---------------------------------------------------------------------------------
+
+
+async def white_glove(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
+    if delivery.status not in CHANGEABLE_STATUSES:
+        not_changeable(turn)
+        return
+    try:
+        slots = await service.white_glove_slots(turn.uow, delivery, days=3, now=turn.now)
+    except SchedulingError as error:
+        await scheduling_failed(turn, error)
+        return
+    if not slots:
+        turn.say(
+            turn._(
+                "Sorry, our setup crews have no free time in the next few days. "
+                "A person from our team can help."
+            ),
+            [turn.option(turn._("Talk to a person"), "menu:person")],
+            kind="whiteglove.none",
+        )
+        return
+    if parsed.window_start is not None:
+        fits = matching_offers(slots, parsed.window_start, parsed.window_end)
+        if len(fits) == 1:
+            await confirm_white_glove(turn, delivery, fits[0].start, fits[0].end)
+            return
+        if not fits:
+            turn.say(
+                turn._(
+                    "Sorry, our crew isn't free on %(wish)s. The nearest times I can offer:",
+                    wish=wish_text(turn, delivery, parsed.window_start, parsed.window_end),
+                ),
+                offer_options(turn, delivery, nearest_offers(slots, parsed.window_start), "wg"),
+                kind="whiteglove.alternatives",
+            )
+            return
+        slots = fits
+    turn.say(
+        turn._("Our setup crew can come at these times:"),
+        offer_options(turn, delivery, slots[:OFFERS_SHOWN], "wg"),
+        kind="whiteglove.offer",
+    )
+
+
+async def confirm_white_glove(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
+    set_pending(turn, "white_glove", delivery, start=start.isoformat(), end=end.isoformat())
+    turn.say(
+        turn._(
+            "Book in-home setup for %(window)s? Reply YES or NO",
+            window=window_text(turn, delivery, start, end),
+        ),
+        yes_no(turn),
+        kind="whiteglove.confirm",
+    )
+
+
+async def commit_white_glove(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
+    await turn.checkpoint()
+    try:
+        result = await service.book_white_glove(turn.uow, delivery, start, end, turn.actor, now=turn.now)
+    except SlotUnavailable as error:
+        await turn.recover([delivery])
+        if not error.alternatives:
+            turn.say(
+                turn._("Sorry, that time was just taken and no other crew time is free. A person can help."),
+                [turn.option(turn._("Talk to a person"), "menu:person")],
+                kind="whiteglove.none",
+            )
+            return
+        turn.say(
+            turn._("Sorry, that time is no longer available. The nearest times I can offer:"),
+            offer_options(turn, delivery, nearest_offers(error.alternatives, start), "wg"),
+            kind="whiteglove.alternatives",
+        )
+        return
+    except SchedulingError as error:
+        await turn.recover([delivery])
+        await scheduling_failed(turn, error)
+        return
+    booked_start = result.delivery.white_glove_start or start
+    booked_end = result.delivery.white_glove_end or end
+    turn.say(
+        turn._(
+            "Done! Our setup crew will come on %(window)s.",
+            window=window_text(turn, delivery, booked_start, booked_end),
+        ),
+        kind="whiteglove.done",
+    )
+
+
+# --- instructions for the driver -----------------------------------------------------------------
+
+
+async def instructions(turn: Turn, delivery: Delivery, note: str | None) -> None:
+    if delivery.status in (DeliveryStatus.delivered, DeliveryStatus.picked_up, DeliveryStatus.cancelled):
+        not_changeable(turn)
+        return
+    note = (note or "").strip()
+    if not note:
+        turn.state["awaiting"] = "instructions"
+        turn.say(
+            turn._('What should the driver know? For example: "leave it with the concierge".'),
+            kind="instructions.ask",
+        )
+        return
+    if len(note) > INSTRUCTIONS_LIMIT:
+        turn.state["awaiting"] = "instructions"
+        turn.say(
+            turn._(
+                "That note is too long: please keep it under %(limit)s characters.", limit=INSTRUCTIONS_LIMIT
+            ),
+            kind="instructions.ask",
+        )
+        return
+    set_pending(turn, "instructions", delivery, note=note)
+    turn.say(
+        turn._('Add this note for the driver: "%(note)s"? Reply YES or NO', note=note),
+        yes_no(turn),
+        kind="instructions.confirm",
+    )
+
+
+async def commit_instructions(turn: Turn, delivery: Delivery, note: str) -> None:
+    await turn.checkpoint()
+    try:
+        await service.set_instructions(turn.uow, delivery, note, turn.actor)
+    except SchedulingError as error:
+        await turn.recover([delivery])
+        await scheduling_failed(turn, error)
+        return
+    turn.say(turn._("Done! The driver will see your note."), kind="instructions.done")
+
+
+# --- confirmations -------------------------------------------------------------------------------
+
+
+def pending_expired(turn: Turn, pending: dict[str, Any]) -> bool:
+    at = datetime.fromisoformat(str(pending.get("at")))
+    return turn.now - at > PENDING_TTL
+
+
+async def confirm(turn: Turn, delivery: Delivery, pending: dict[str, Any]) -> None:
+    """The recipient said YES to what is pending: ask the scheduling service to do it."""
+    kind = pending.get("kind")
+    if kind == "reschedule":
+        await commit_reschedule(
+            turn, delivery, datetime.fromisoformat(pending["start"]), datetime.fromisoformat(pending["end"])
+        )
+    elif kind == "white_glove":
+        await commit_white_glove(
+            turn, delivery, datetime.fromisoformat(pending["start"]), datetime.fromisoformat(pending["end"])
+        )
+    elif kind == "pickup":
+        await commit_pickup(turn, delivery, pending)
+    elif kind == "instructions":
+        await commit_instructions(turn, delivery, str(pending["note"]))

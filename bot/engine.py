@@ -1,0 +1,303 @@
+"""The conversation engine: one inbound message in, the bot's replies out, everything recorded.
+
+`handle()` is what every channel adapter calls. In one unit of work it de-duplicates the provider's
+message id, finds or opens the conversation (one per channel, sender and service number), stores
+what the recipient said, runs the dialog unless an agent owns the conversation, and stores each reply
+twice: as a message of the conversation (for agents) and as an outbox row (for the channel's sender),
+with an idempotency key derived from the inbound message. Events go out after the commit.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from bot.dialogs.conversation import Dialogs, Understand
+from bot.dialogs.turn import Turn
+from bot.events import MessageReceived, MessageSent
+from bot.i18n import Speaker, normalize_locale
+from bot.messages import InboundMessage, OutboundMessage
+from bot.state import StateStore, build_state_store
+from core.context import AppContext
+from core.db import UnitOfWork, is_postgres
+from core.logging import get_logger
+from core.models import (
+    Author,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Delivery,
+    Direction,
+    InboundReceipt,
+    Message,
+    Owner,
+    Recipient,
+)
+from core.outbox import enqueue
+
+log = get_logger("doorstep.bot")
+TEXT_LIMIT = 4000  # what we keep of one inbound message
+
+
+def understanding_module() -> Any:
+    """bot.understanding, imported when first needed (its parsers take a moment to load)."""
+    return importlib.import_module("bot.understanding")
+
+
+def default_understand() -> Understand:
+    understand: Understand = understanding_module().understand
+    return understand
+
+
+class ConversationEngine:
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        understand: Understand | None = None,
+        state_store: StateStore | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._clock = clock or ctx.clock
+        self._understand = understand
+        self.state_store = state_store or build_state_store(ctx.settings.redis_url)
+
+    @property
+    def dialogs(self) -> Dialogs:
+        if self._understand is None:
+            self._understand = default_understand()
+        return Dialogs(self._understand)
+
+    def warm_up(self) -> None:
+        """Load the understanding's per-language parsers now rather than on the first message."""
+        understanding_module().warm_up()
+
+    async def close(self) -> None:
+        await self.state_store.close()
+
+    # --- the one entry point -----------------------------------------------------------------
+
+    async def handle(self, message: InboundMessage) -> list[OutboundMessage]:
+        now = self._clock()
+        async with self._ctx.uow() as uow:
+            if message.provider_id and not await self._claim(uow, message, now):
+                return []
+            conversation = await self._conversation(uow, message, now)
+            inbound = Message(
+                conversation_id=conversation.id or 0,
+                channel=message.channel,
+                direction=Direction.inbound,
+                author=Author.recipient,
+                text=message.text[:TEXT_LIMIT],
+                payload=(message.payload or None) and message.payload[:128],
+                provider_id=(message.provider_id or None) and message.provider_id[:64],
+                created_at=now,
+            )
+            uow.session.add(inbound)
+            conversation.last_inbound_at = now
+            conversation.updated_at = now
+            if conversation.status == ConversationStatus.closed:
+                conversation.status = ConversationStatus.open
+            if message.channel == Channel.whatsapp:
+                # the 24-hour window in which free-form WhatsApp replies (bot's or agent's) may go out
+                for recipient in (
+                    await uow.session.exec(select(Recipient).where(Recipient.phone == message.sender))
+                ).all():
+                    recipient.whatsapp_last_inbound_at = now
+                    uow.session.add(recipient)
+            uow.session.add(conversation)
+            await uow.session.flush()
+            inbound_id = inbound.id or 0
+            if conversation.owner == Owner.agent:
+                uow.record(
+                    MessageReceived(
+                        conversation.id or 0, conversation.retailer_id, inbound_id, message.channel
+                    )
+                )
+                await uow.commit()
+                log.info("inbound_for_agent", conversation_id=conversation.id, channel=message.channel)
+                return []
+
+            turn = await self._turn(uow, message, conversation, now)
+            await self.dialogs.run(turn)
+            turn.remember_offers()
+            # recorded now that the dialog knows the retailer, so the console files it under the right one
+            uow.record(
+                MessageReceived(conversation.id or 0, conversation.retailer_id, inbound_id, message.channel)
+            )
+            await self._send(uow, turn, inbound_id)
+            await self.state_store.save(uow, conversation, turn.state)
+            uow.session.add(conversation)
+            await uow.commit()
+            log.info(
+                "conversation_turn",
+                conversation_id=conversation.id,
+                retailer_id=conversation.retailer_id,
+                channel=message.channel,
+                replies=len(turn.replies),
+            )
+            return turn.replies
+
+    # --- steps -----------------------------------------------------------------------------------
+
+    async def _claim(self, uow: UnitOfWork, message: InboundMessage, now: datetime) -> bool:
+        """Record the provider's message id; False when this webhook was already handled."""
+        provider, external_id = str(message.channel), (message.provider_id or "")[:64]
+        seen = (
+            await uow.session.exec(
+                select(InboundReceipt).where(
+                    InboundReceipt.provider == provider, InboundReceipt.external_id == external_id
+                )
+            )
+        ).first()
+        if seen is not None:
+            return False
+        uow.session.add(InboundReceipt(provider=provider, external_id=external_id, received_at=now))
+        try:
+            await uow.session.flush()
+        except IntegrityError:  # the same webhook, handled concurrently by another worker
+            await uow.session.rollback()
+            return False
+        return True
+
+    async def _conversation(self, uow: UnitOfWork, message: InboundMessage, now: datetime) -> Conversation:
+        """The conversation of this sender on this channel and service number, locked for the turn."""
+        session = uow.session
+
+        async def find() -> Conversation | None:
+            return (
+                await session.exec(
+                    select(Conversation)
+                    .where(
+                        Conversation.channel == message.channel,
+                        Conversation.address == message.sender[:64],
+                        Conversation.service_address == message.service_address[:64],
+                    )
+                    .with_for_update()
+                )
+            ).first()
+
+        conversation = await find()
+        if conversation is not None:
+            return conversation
+        conversation = Conversation(
+            channel=message.channel,
+            address=message.sender[:64],
+            service_address=message.service_address[:64],
+            created_at=now,
+            updated_at=now,
+        )
+        if not is_postgres(self._ctx.engine):  # SQLite has one writer: nobody can race us here
+            session.add(conversation)
+            await session.flush()
+            return conversation
+        try:
+            async with session.begin_nested():
+                session.add(conversation)
+        except IntegrityError:
+            found = await find()
+            assert found is not None
+            return found
+        return conversation
+
+    async def _turn(
+        self, uow: UnitOfWork, message: InboundMessage, conversation: Conversation, now: datetime
+    ) -> Turn:
+        state = await self.state_store.load(uow, conversation)
+        turn: Turn
+
+        async def checkpoint() -> None:
+            """Keep what this turn recorded so far before the scheduling service commits a change."""
+            uow.session.add(conversation)
+            await uow.commit()
+
+        async def recover(held: list[Any]) -> None:
+            """After a refused change: roll back whatever the service left, reload what we hold."""
+            uow.events = []
+            await uow.session.rollback()
+            for row in [conversation, *turn.recipients, *turn.retailers.values(), *held]:
+                await uow.session.refresh(row)
+
+        turn = Turn(
+            uow=uow,
+            message=message,
+            conversation=conversation,
+            state=state,
+            now=now,
+            speaker=Speaker(normalize_locale(conversation.locale), message.channel),
+            checkpoint=checkpoint,
+            recover=recover,
+        )
+        return turn
+
+    async def _send(self, uow: UnitOfWork, turn: Turn, inbound_id: int) -> None:
+        """Each reply becomes a message of the conversation and an outbox row, in this transaction."""
+        conversation, message = turn.conversation, turn.message
+        recipient = turn.recipient
+        for index, reply in enumerate(turn.replies):
+            options = [{"label": o.label, "payload": o.payload} for o in reply.options]
+            outbox = await enqueue(
+                uow.session,
+                channel=message.channel,
+                to_address=message.sender,
+                from_address=message.service_address,
+                body=reply.text,
+                options=options,
+                idempotency_key=f"reply:{inbound_id}:{index}",
+                conversation_id=conversation.id,
+                retailer_id=conversation.retailer_id,
+                recipient_id=recipient.id if recipient is not None else conversation.recipient_id,
+                template_key=reply.template_key,
+            )
+            sent = Message(
+                conversation_id=conversation.id or 0,
+                channel=message.channel,
+                direction=Direction.outbound,
+                author=Author.bot,
+                text=reply.text,
+                options=options,
+                outbox_id=outbox.id,
+                created_at=turn.now,
+            )
+            uow.session.add(sent)
+            await uow.session.flush()
+            uow.record(
+                MessageSent(
+                    conversation.id or 0, conversation.retailer_id, sent.id or 0, message.channel, outbox.id
+                )
+            )
+
+    # --- the web sandbox -------------------------------------------------------------------------
+
+    async def link_web_session(
+        self, session_id: str, recipient_id: int, *, delivery_id: int | None = None
+    ) -> int:
+        """Link a sandbox session to the demo recipient the sandbox picked; returns the conversation id."""
+        now = self._clock()
+        async with self._ctx.uow() as uow:
+            recipient = await uow.session.get(Recipient, recipient_id)
+            if recipient is None:
+                raise LookupError(f"no recipient {recipient_id}")
+            message = InboundMessage(channel=Channel.web, sender=session_id)
+            conversation = await self._conversation(uow, message, now)
+            if conversation.recipient_id != recipient_id:
+                conversation.delivery_id = None
+                conversation.state = {"generation": int(conversation.state.get("generation", 0)) + 1}
+            conversation.recipient_id = recipient_id
+            conversation.retailer_id = recipient.retailer_id
+            conversation.locale = normalize_locale(recipient.locale)
+            if delivery_id is not None:
+                delivery = await uow.session.get(Delivery, delivery_id)
+                if delivery is None or delivery.recipient_id != recipient_id:
+                    raise LookupError(f"no delivery {delivery_id} for recipient {recipient_id}")
+                conversation.delivery_id = delivery_id
+            conversation.updated_at = now
+            uow.session.add(conversation)
+            await uow.commit()
+            return conversation.id or 0

@@ -1,0 +1,144 @@
+"""Who is writing, and which deliveries they may see and change.
+
+- SMS and WhatsApp: the sender's phone number, which the carrier vouches for. A sender acts only on
+  deliveries whose recipient phone is theirs; nothing else unlocks a delivery on these channels.
+- Telegram: a chat is linked to a recipient by the deep-link start token of a notification, or by a
+  shared contact whose phone matches (the adapter checks the contact is the sender's own).
+- Web sandbox: the session is linked to the demo recipient the sandbox picked.
+- An unlinked Telegram or web sender may name a delivery by tracking number AND postal code; that links
+  the conversation (not the recipient: no proactive messages follow from it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from sqlmodel import col, or_, select
+
+from core.db import UnitOfWork
+from core.models import Channel, Conversation, Delivery, DeliveryStatus, Recipient, Retailer
+from core.phones import InvalidPhone, to_e164
+
+OPEN_STATUSES = (
+    DeliveryStatus.pooled,
+    DeliveryStatus.scheduled,
+    DeliveryStatus.out_for_delivery,
+    DeliveryStatus.arrived,
+    DeliveryStatus.failed,
+    DeliveryStatus.redirected,
+    DeliveryStatus.ready_for_pickup,
+)
+CHANGEABLE_STATUSES = (DeliveryStatus.pooled, DeliveryStatus.scheduled, DeliveryStatus.failed)
+# Finished deliveries stay visible for a couple of days, so "where is my parcel?" gets an answer.
+RECENT_DAYS = 2
+_TRACKING = re.compile(r"[^A-Za-z0-9-]")
+
+
+def phone_channels(channel: Channel) -> bool:
+    return channel in (Channel.sms, Channel.whatsapp)
+
+
+async def recipients_of_sender(
+    uow: UnitOfWork, channel: Channel, sender: str, conversation: Conversation
+) -> list[Recipient]:
+    """The recipient rows (one per retailer) that are this sender on this channel."""
+    session = uow.session
+    if phone_channels(channel):
+        return list((await session.exec(select(Recipient).where(Recipient.phone == sender))).all())
+    rows: list[Recipient] = []
+    if channel == Channel.telegram and sender.lstrip("-").isdigit():
+        rows = list(
+            (await session.exec(select(Recipient).where(Recipient.telegram_chat_id == int(sender)))).all()
+        )
+    if conversation.recipient_id is not None and all(r.id != conversation.recipient_id for r in rows):
+        linked = await session.get(Recipient, conversation.recipient_id)
+        if linked is not None:
+            rows.append(linked)
+    return rows
+
+
+async def retailer_of_service_address(
+    uow: UnitOfWork, channel: Channel, service_address: str
+) -> Retailer | None:
+    """The retailer that owns the number written to; None for the shared numbers."""
+    if not service_address or not phone_channels(channel):
+        return None
+    column = Retailer.sms_from if channel == Channel.sms else Retailer.whatsapp_from
+    return (await uow.session.exec(select(Retailer).where(column == service_address))).first()
+
+
+async def deliveries_of(uow: UnitOfWork, recipient_ids: Sequence[int], today: date) -> list[Delivery]:
+    """Open deliveries, and the recently finished ones, soonest first."""
+    if not recipient_ids:
+        return []
+    rows = (
+        await uow.session.exec(
+            select(Delivery)
+            .where(col(Delivery.recipient_id).in_(list(recipient_ids)))
+            .where(
+                or_(
+                    col(Delivery.status).in_(OPEN_STATUSES),
+                    col(Delivery.day) >= today - timedelta(days=RECENT_DAYS),
+                )
+            )
+            .where(Delivery.status != DeliveryStatus.cancelled)
+            .order_by(col(Delivery.day), col(Delivery.window_start), col(Delivery.id))
+        )
+    ).all()
+    return list(rows)
+
+
+async def link_by_start_token(uow: UnitOfWork, token: str, chat_id: str) -> Delivery | None:
+    """A notification's deep link: the chat becomes the delivery's recipient on Telegram."""
+    if not token or len(token) > 64 or not chat_id.lstrip("-").isdigit():
+        return None
+    delivery = (await uow.session.exec(select(Delivery).where(Delivery.telegram_link_token == token))).first()
+    if delivery is None or delivery.recipient_id is None:
+        return None
+    recipient = await uow.session.get(Recipient, delivery.recipient_id)
+    if recipient is None:
+        return None
+    recipient.telegram_chat_id = int(chat_id)
+    uow.session.add(recipient)
+    return delivery
+
+
+async def link_by_contact(uow: UnitOfWork, phone: str, chat_id: str) -> list[Recipient]:
+    """A shared contact Telegram vouches for: every recipient row with that phone gets the chat."""
+    try:
+        e164 = to_e164(phone)
+    except InvalidPhone:
+        return []
+    if not chat_id.lstrip("-").isdigit():
+        return []
+    recipients = list((await uow.session.exec(select(Recipient).where(Recipient.phone == e164))).all())
+    for recipient in recipients:
+        recipient.telegram_chat_id = int(chat_id)
+        uow.session.add(recipient)
+    return recipients
+
+
+def normalize_tracking(value: str) -> str:
+    return _TRACKING.sub("", value).upper()
+
+
+def normalize_postal_code(value: str) -> str:
+    return value.replace(" ", "").replace("-", "").upper()
+
+
+async def find_by_tracking_and_postal_code(
+    uow: UnitOfWork, tracking: str, postal_code: str, retailer_id: int | None = None
+) -> Delivery | None:
+    """The delivery only when both match; a wrong postal code and an unknown number look the same."""
+    tracking, postal_code = normalize_tracking(tracking), normalize_postal_code(postal_code)
+    if not tracking or not postal_code:
+        return None
+    query = select(Delivery).where(Delivery.tracking == tracking)
+    if retailer_id is not None:
+        query = query.where(Delivery.retailer_id == retailer_id)
+    for delivery in (await uow.session.exec(query)).all():
+        if normalize_postal_code(delivery.postal_code) == postal_code:
+            return delivery
+    return None

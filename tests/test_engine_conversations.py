@@ -1,0 +1,343 @@
+"""The engine's mechanics: de-duplication, storage, the outbox, keywords, identity and hand-off.
+
+The understanding is a scripted fake here (the transcripts run the real one); the scheduling service
+is the real one wherever a dialog reaches it.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from bot import handoff
+from bot.engine import ConversationEngine
+from bot.events import HandedBack, HandoffRequested, MessageReceived, MessageSent, TakenOver
+from bot.understanding.model import Intent
+from core.consent import opted_out
+from core.models import (
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Delivery,
+    Direction,
+    Message,
+    OutboxMessage,
+    Owner,
+    Recipient,
+    User,
+)
+from core.sms import is_gsm7
+from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
+
+ADA = "+14165550101"  # T001, English
+BEA = "+14165550102"  # T002, French
+
+
+def engine_for(ctx, understanding=None):
+    return ConversationEngine(ctx, clock=lambda: NOW, understand=understanding or ScriptedUnderstanding())
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list = []
+
+    async def __call__(self, events) -> None:
+        self.events.extend(events)
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+async def rows(ctx, model, *where):
+    async with ctx.uow() as uow:
+        query = select(model)
+        for clause in where:
+            query = query.where(clause)
+        return list((await uow.session.exec(query)).all())
+
+
+class TestStorage:
+    async def test_a_retried_webhook_is_answered_once_and_stored_once(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding({"where is it": understood(Intent.where_is_parcel)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        first = await chat.send("where is it", provider_id="SM1")
+        again = await chat.send("where is it", provider_id="SM1")
+        assert first and again == []
+        assert len(await rows(ctx, Message, Message.direction == Direction.inbound)) == 1
+        assert len(understanding.asked) == 1
+
+    async def test_both_sides_are_kept_and_each_reply_is_in_the_outbox_once(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding({"where is it": understood(Intent.where_is_parcel)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA, service_address="+15145550100")
+        replies = await chat.send("where is it", provider_id="SM2")
+        conversations = await rows(ctx, Conversation)
+        assert len(conversations) == 1 and conversations[0].retailer_id == acme.retailer_id
+        messages = await rows(ctx, Message)
+        assert [m.direction for m in messages] == [Direction.inbound, Direction.outbound]
+        outbox = await rows(ctx, OutboxMessage)
+        assert len(outbox) == len(replies) == 1
+        row = outbox[0]
+        assert row.to_address == ADA and row.from_address == "+15145550100"
+        assert row.idempotency_key == f"reply:{messages[0].id}:0"
+        assert row.body == replies[0].text and messages[1].outbox_id == row.id
+        assert row.options == [{"label": o.label, "payload": o.payload} for o in replies[0].options]
+
+    async def test_one_conversation_per_sender_and_channel(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        engine = engine_for(ctx)
+        await Chat(engine, Channel.sms, ADA).say("hello?")
+        await Chat(engine, Channel.sms, ADA).say("hello again?", provider_id="x2")
+        await Chat(engine, Channel.whatsapp, ADA).say("hello?")
+        conversations = await rows(ctx, Conversation)
+        assert sorted(c.channel for c in conversations) == [Channel.sms, Channel.whatsapp]
+
+    async def test_sms_replies_use_plain_spaces_and_dashes(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding({"where is it": understood(Intent.where_is_parcel)})
+        text = await Chat(engine_for(ctx, understanding), Channel.sms, ADA).say("where is it")
+        assert "T001" in text and "Thu Dec 3" in text
+        assert is_gsm7(text)
+
+    async def test_events_go_out_after_commit_with_the_conversation(self, ctx, acme):
+        recorder = Recorder()
+        ctx.event_handlers.append(recorder)
+        await load_small_plan(ctx, acme.retailer_id)
+        await Chat(engine_for(ctx), Channel.sms, ADA).say("blah")
+        received, sent = recorder.of(MessageReceived), recorder.of(MessageSent)
+        assert len(received) == 1 and len(sent) == 1
+        assert received[0].retailer_id == acme.retailer_id == sent[0].retailer_id
+
+
+class TestKeywords:
+    async def test_stop_silences_every_row_of_that_phone_on_that_channel_only(self, ctx, acme, globex):
+        await load_small_plan(ctx, acme.retailer_id)
+        await load_small_plan(ctx, globex.retailer_id, prefix="G")
+        text = await Chat(engine_for(ctx), Channel.sms, ADA).say("STOP")
+        assert "START" in text
+        recipients = await rows(ctx, Recipient, Recipient.phone == ADA)
+        assert len(recipients) == 2
+        assert all(opted_out(r, Channel.sms) and not opted_out(r, Channel.whatsapp) for r in recipients)
+        await Chat(engine_for(ctx), Channel.sms, ADA).say("start", provider_id="again")
+        recipients = await rows(ctx, Recipient, Recipient.phone == ADA)
+        assert not any(opted_out(r, Channel.sms) for r in recipients)
+
+    async def test_arret_with_its_accent_answers_in_french(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        text = await Chat(engine_for(ctx), Channel.sms, ADA).say("Arrêt")
+        assert "START" in text and "Acme" in text and "messages" in text
+        assert "won't" not in text
+        assert opted_out((await rows(ctx, Recipient, Recipient.phone == ADA))[0], Channel.sms)
+
+    async def test_help_names_the_brand_and_how_to_stop_in_every_language(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        engine = engine_for(ctx)
+        english = await Chat(engine, Channel.sms, ADA).say("HELP")
+        french = await Chat(engine, Channel.sms, ADA).say("aide", provider_id="h2")
+        spanish = await Chat(engine, Channel.sms, ADA).say("AYUDA", provider_id="h3")
+        for text in (english, french, spanish):
+            assert "Acme" in text and "STOP" in text
+        assert len({english, french, spanish}) == 3
+
+    async def test_a_sentence_containing_stop_is_not_an_opt_out(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        await Chat(engine_for(ctx), Channel.sms, ADA).say("please stop by after 3")
+        assert not opted_out((await rows(ctx, Recipient, Recipient.phone == ADA))[0], Channel.sms)
+
+
+class TestIdentity:
+    async def test_an_unknown_phone_learns_nothing(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {"where is T001": understood(Intent.where_is_parcel, tracking="T001", postal_code="M5V2A1")}
+        )
+        text = await Chat(engine_for(ctx, understanding), Channel.sms, "+14165559999").say("where is T001")
+        assert "can't find a delivery" in text and "T001" not in text and "Dec" not in text
+
+    async def test_a_phone_with_two_retailers_is_asked_which_one_and_a_number_picks_it(
+        self, ctx, acme, globex
+    ):
+        await load_small_plan(ctx, acme.retailer_id)
+        await load_small_plan(ctx, globex.retailer_id, prefix="G")
+        understanding = ScriptedUnderstanding({"where is my parcel": understood(Intent.where_is_parcel)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        text = await chat.say("where is my parcel")
+        assert "Which one" in text and "T001" not in text and "G001" not in text
+        assert [o.label for o in chat.last[0].options] == ["Acme", "Globex"]
+        text = await chat.say("2")
+        assert "G001" in text and "T001" not in text
+
+    async def test_a_telegram_deep_link_links_the_chat_to_the_recipient(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        token = (await rows(ctx, Delivery, Delivery.tracking == "T002"))[0].telegram_link_token
+        chat = Chat(engine_for(ctx), Channel.telegram, "777001")
+        text = await chat.say(f"/start {token}", start_token=token)
+        assert "T002" in text and "Bonjour" in text
+        recipient = (await rows(ctx, Recipient, Recipient.phone == BEA))[0]
+        assert recipient.telegram_chat_id == 777001
+
+    async def test_a_shared_contact_with_a_matching_phone_links_the_chat(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        chat = Chat(engine_for(ctx), Channel.telegram, "777002")
+        text = await chat.say("hello")
+        assert "share your phone number" in text and chat.last[0].request_contact
+        text = await chat.say("", contact_phone="14165550101")
+        assert "T001" in text
+        assert (await rows(ctx, Recipient, Recipient.phone == ADA))[0].telegram_chat_id == 777002
+
+    async def test_a_tracking_number_alone_reveals_nothing_but_with_the_postal_code_it_does(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {
+                "T003": understood(tracking="T003"),
+                "M5V 9Z9": understood(postal_code="M5V9Z9"),
+                "M5V 2A1": understood(postal_code="M5V2A1"),
+            }
+        )
+        chat = Chat(engine_for(ctx, understanding), Channel.telegram, "777003")
+        text = await chat.say("T003")
+        assert "postal code" in text and "Dec" not in text
+        text = await chat.say("M5V 9Z9")
+        assert "couldn't find" in text and "Dec" not in text
+        await chat.say("T003")
+        text = await chat.say("M5V 2A1")
+        assert "T003" in text and "Dec 3" in text
+        recipient = (await rows(ctx, Recipient, Recipient.phone == "+14165550103"))[0]
+        assert recipient.telegram_chat_id is None  # the conversation is linked, not the recipient
+
+    async def test_a_web_session_acts_for_the_recipient_the_sandbox_picked(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        recipient = (await rows(ctx, Recipient, Recipient.phone == "+14165550103"))[0]
+        engine = engine_for(ctx, ScriptedUnderstanding({"hola": understood(Intent.greeting, language="es")}))
+        await engine.link_web_session("sandbox-1", recipient.id)
+        text = await Chat(engine, Channel.web, "sandbox-1").say("hola")
+        assert "T003" in text and "Hola" in text
+
+
+async def agent(ctx) -> int:
+    async with ctx.uow() as uow:
+        user = User(email=f"agent{id(uow)}@example.com", name="Agent", password_hash="-")
+        uow.session.add(user)
+        await uow.commit()
+        return user.id
+
+
+class TestHandoff:
+    async def test_two_misunderstood_turns_offer_a_person(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        chat = Chat(engine_for(ctx), Channel.sms, ADA)
+        first = await chat.say("qwerty")
+        assert "didn't understand" in first and "menu:person" in chat.payloads()
+        second = await chat.say("asdf")
+        assert "talk to a person" in second.lower()
+        assert chat.payloads()[0] == "menu:person"
+
+    async def test_asking_for_a_person_queues_the_conversation_at_once(self, ctx, acme):
+        recorder = Recorder()
+        ctx.event_handlers.append(recorder)
+        await load_small_plan(ctx, acme.retailer_id)
+        chat = Chat(
+            engine_for(ctx, ScriptedUnderstanding({"agent please": understood(Intent.human)})),
+            Channel.sms,
+            ADA,
+        )
+        text = await chat.say("agent please")
+        assert "person" in text
+        conversation = (await rows(ctx, Conversation))[0]
+        assert conversation.status == ConversationStatus.needs_person and conversation.owner == Owner.bot
+        assert len(recorder.of(HandoffRequested)) == 1
+
+    async def test_while_an_agent_owns_it_the_bot_records_and_stays_silent_then_answers_after_hand_back(
+        self, ctx, acme
+    ):
+        recorder = Recorder()
+        ctx.event_handlers.append(recorder)
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding({"where is it": understood(Intent.where_is_parcel)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        await chat.say("where is it")
+        conversation_id = (await rows(ctx, Conversation))[0].id
+        user_id = await agent(ctx)
+        async with ctx.uow() as uow:
+            await handoff.take_over(uow, conversation_id, user_id=user_id)
+        assert await chat.send("where is it") == []
+        inbound = await rows(ctx, Message, Message.direction == Direction.inbound)
+        assert len(inbound) == 2 and len(await rows(ctx, OutboxMessage)) == 1
+        async with ctx.uow() as uow:
+            await handoff.hand_back(uow, conversation_id, user_id=user_id)
+        assert "T001" in await chat.say("where is it")
+        conversation = (await rows(ctx, Conversation))[0]
+        assert conversation.owner == Owner.bot and conversation.assignee_id is None
+        assert recorder.of(TakenOver) and recorder.of(HandedBack)
+
+    async def test_another_retailers_agent_cannot_take_the_conversation(self, ctx, acme, globex):
+        await load_small_plan(ctx, acme.retailer_id)
+        await Chat(engine_for(ctx), Channel.sms, ADA).say("hi?")
+        conversation_id = (await rows(ctx, Conversation))[0].id
+        async with ctx.uow() as uow:
+            try:
+                await handoff.take_over(uow, conversation_id, 1, retailer_ids=[globex.retailer_id])
+            except handoff.ConversationNotFound:
+                pass
+            else:
+                raise AssertionError("took another retailer's conversation")
+        assert (await rows(ctx, Conversation))[0].owner == Owner.bot
+
+    async def test_closing_gives_it_back_to_the_bot_and_a_new_message_reopens_it(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        chat = Chat(engine_for(ctx), Channel.sms, ADA)
+        await chat.say("hi?")
+        conversation_id = (await rows(ctx, Conversation))[0].id
+        user_id = await agent(ctx)
+        async with ctx.uow() as uow:
+            await handoff.take_over(uow, conversation_id, user_id)
+        async with ctx.uow() as uow:
+            await handoff.close(uow, conversation_id, user_id)
+        closed = (await rows(ctx, Conversation))[0]
+        assert closed.status == ConversationStatus.closed and closed.owner == Owner.bot
+        assert await chat.say("hello?")
+        assert (await rows(ctx, Conversation))[0].status == ConversationStatus.open
+
+
+class TestLanguage:
+    async def test_a_recipient_writing_another_language_is_answered_in_it(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {"¿dónde está mi paquete?": understood(Intent.where_is_parcel, language="es")}
+        )
+        text = await Chat(engine_for(ctx, understanding), Channel.whatsapp, BEA).say(
+            "¿dónde está mi paquete?"
+        )
+        assert "T002" in text and "jue 3 dic" in text
+
+    async def test_a_number_keeps_the_language_of_the_conversation(self, ctx, acme, globex):
+        await load_small_plan(ctx, acme.retailer_id)
+        await load_small_plan(ctx, globex.retailer_id, prefix="G")
+        understanding = ScriptedUnderstanding(
+            {"où est mon colis": understood(Intent.where_is_parcel, language="fr_CA")}
+        )
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        assert "Laquelle" in await chat.say("où est mon colis")
+        assert "jeu. 3 déc." in await chat.say("1")
+
+    async def test_changing_the_language_changes_the_profile(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {"in english please": understood(Intent.change_language, language="en", target_language="en")}
+        )
+        text = await Chat(engine_for(ctx, understanding), Channel.sms, BEA).say("in english please")
+        assert "English" in text
+        assert (await rows(ctx, Recipient, Recipient.phone == BEA))[0].locale == "en"
+
+
+class TestRestart:
+    async def test_the_dialog_survives_a_new_engine(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {"T003": understood(tracking="T003"), "M5V 2A1": understood(postal_code="M5V2A1")}
+        )
+        await Chat(engine_for(ctx, understanding), Channel.telegram, "777004").say("T003")
+        restarted = Chat(engine_for(ctx, understanding), Channel.telegram, "777004")
+        restarted.count = 10
+        assert "T003" in await restarted.say("M5V 2A1")
+        assert len(await rows(ctx, Conversation, col(Conversation.delivery_id).is_not(None))) == 1

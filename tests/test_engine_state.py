@@ -1,0 +1,101 @@
+"""The dialog state store's contract, run over both implementations: the database and Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.state import DatabaseStateStore, RedisStateStore, reset_dialog
+from core.models import Channel, Conversation
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def redis_or_skip() -> Redis:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except OSError as exc:  # pragma: no cover - only when no Redis answers
+        await client.aclose()
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return client
+
+
+@pytest.fixture(params=["database", "redis"])
+async def make_store(request):
+    """A factory: each call is a new store object, as after a restart of the process."""
+    if request.param == "database":
+        yield DatabaseStateStore
+        return
+    prefix = f"doorstep-test:{uuid.uuid4().hex[:8]}"
+    clients = []
+
+    def build():
+        client = Redis.from_url(REDIS_URL)
+        clients.append(client)
+        return RedisStateStore(client, prefix=prefix, ttl_seconds=60)
+
+    probe = await redis_or_skip()
+    yield build
+    async for key in probe.scan_iter(f"{prefix}:*"):
+        await probe.delete(key)
+    await probe.aclose()
+    for client in clients:
+        await client.aclose()
+
+
+async def new_conversation(ctx, address: str) -> int:
+    async with ctx.uow() as uow:
+        conversation = Conversation(channel=Channel.sms, address=address)
+        uow.session.add(conversation)
+        await uow.commit()
+        return conversation.id
+
+
+async def save(ctx, store, conversation_id: int, state: dict) -> None:
+    async with ctx.uow() as uow:
+        conversation = await uow.session.get(Conversation, conversation_id)
+        await store.save(uow, conversation, state)
+        await uow.commit()
+
+
+async def load(ctx, store, conversation_id: int) -> dict:
+    async with ctx.uow() as uow:
+        conversation = await uow.session.get(Conversation, conversation_id)
+        return await store.load(uow, conversation)
+
+
+class TestStateStore:
+    async def test_a_new_conversation_has_an_empty_dialog(self, ctx, make_store):
+        conversation_id = await new_conversation(ctx, "+14165550001")
+        assert await load(ctx, make_store(), conversation_id) == {}
+
+    async def test_what_is_saved_is_read_back_after_a_restart(self, ctx, make_store):
+        conversation_id = await new_conversation(ctx, "+14165550001")
+        state = {"pending": {"kind": "reschedule", "start": "2026-12-04T19:00:00+00:00"}, "options": [1, 2]}
+        await save(ctx, make_store(), conversation_id, state)
+        assert await load(ctx, make_store(), conversation_id) == state
+
+    async def test_conversations_do_not_see_each_others_dialog(self, ctx, make_store):
+        first = await new_conversation(ctx, "+14165550001")
+        second = await new_conversation(ctx, "+14165550002")
+        store = make_store()
+        await save(ctx, store, first, {"language": "es"})
+        await save(ctx, store, second, {"language": "fr_CA"})
+        assert (await load(ctx, store, first))["language"] == "es"
+        assert (await load(ctx, store, second))["language"] == "fr_CA"
+
+    async def test_a_reset_forgets_the_dialog_in_every_store(self, ctx, make_store):
+        conversation_id = await new_conversation(ctx, "+14165550001")
+        store = make_store()
+        await save(ctx, store, conversation_id, {"pending": {"kind": "pickup"}})
+        async with ctx.uow() as uow:
+            conversation = await uow.session.get(Conversation, conversation_id)
+            reset_dialog(conversation)
+            uow.session.add(conversation)
+            await uow.commit()
+        assert await load(ctx, make_store(), conversation_id) == {}
+        await save(ctx, store, conversation_id, {"language": "en"})
+        assert await load(ctx, make_store(), conversation_id) == {"language": "en"}
