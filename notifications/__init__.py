@@ -1,0 +1,1 @@
+"""Proactive notifications and the templates retailers own."""

@@ -1,0 +1,809 @@
+"""Proactive notifications: scheduling events become Notification rows, due rows become outbox rows.
+
+Two halves:
+- `plan_for_events` (the event handler, after the scheduling service's commit) creates or moves
+  one Notification per (event, delivery, discriminator): the unique `dedupe_key` makes each fire
+  once, however often an event is published or a process restarts. Moving a window moves the
+  reminders; a cancellation or a redirection cancels what is still owed.
+- `fire_notifications` (the timed job, or the sweeper) re-checks everything at fire time (the
+  delivery is still in that state, the window unchanged, consent per channel, quiet hours in the
+  plan's time zone), picks one channel, renders the retailer's template and writes one outbox row
+  with the idempotency key "notif:{id}", all in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from core.consent import opted_out
+from core.context import AppContext
+from core.logging import get_logger
+from core.models import (
+    Author,
+    Channel,
+    Conversation,
+    Delivery,
+    DeliveryStatus,
+    Direction,
+    Message,
+    Notification,
+    OutboxMessage,
+    PickupPoint,
+    Recipient,
+    Retailer,
+    Stop,
+)
+from notifications.events import EVENTS, LOCALES
+from notifications.templates import (
+    ActiveTemplate,
+    TemplateProblem,
+    Window,
+    active_templates,
+    default_body,
+    options_for,
+    render_source,
+    whatsapp_variables,
+)
+from notifications.timing import (
+    ARRIVING_MINUTES,
+    DEFAULT_ARRIVING_STOPS,
+    DEFAULT_MORNING_TIME,
+    DEFAULT_REMINDER_TIME,
+    BadTimeOfDay,
+    local_time_on,
+    quiet_until,
+)
+from scheduling import events as ev
+
+log = get_logger("doorstep.notifications")
+
+SCHEDULED, SENT, SUPPRESSED, CANCELLED, SKIPPED = "scheduled", "sent", "suppressed", "cancelled", "skipped"
+WHATSAPP_WINDOW = timedelta(hours=24)
+UPCOMING = {DeliveryStatus.scheduled, DeliveryStatus.out_for_delivery}
+# events whose message is about one precise window or slot: skipped if it changed since
+WINDOW_BOUND = {"window_assigned", "reschedule_confirmed"}
+
+
+class NotificationScheduler(Protocol):
+    """Where due times go: APScheduler in the leader process, nothing elsewhere (the sweeper catches up)."""
+
+    async def schedule(self, notifications: Sequence[tuple[int, datetime]]) -> None: ...
+
+    async def unschedule(self, notification_ids: Sequence[int]) -> None: ...
+
+
+class NoScheduler:
+    async def schedule(self, notifications: Sequence[tuple[int, datetime]]) -> None:
+        return None
+
+    async def unschedule(self, notification_ids: Sequence[int]) -> None:
+        return None
+
+
+def scheduler_of(ctx: AppContext) -> NotificationScheduler:
+    scheduler: NotificationScheduler = ctx.components.get("notifications.scheduler") or NoScheduler()
+    return scheduler
+
+
+def setting(retailer: Retailer, key: str, default: str) -> str:
+    value = retailer.settings.get(key)
+    return str(value) if value else default
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass
+class Wanted:
+    """A notification an event asks for."""
+
+    event: str
+    delivery_id: int
+    retailer_id: int
+    key: str
+    due_at: datetime
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    wanted: list[Wanted] = field(default_factory=list)
+    cancel: list[tuple[int, set[str]]] = field(default_factory=list)  # (delivery, events) still owed
+
+
+def _reminder_at(retailer: Retailer, delivery: Delivery, start: datetime) -> datetime:
+    day_before = start.astimezone(_zone(delivery.timezone)).date() - timedelta(days=1)
+    return local_time_on(
+        day_before, setting(retailer, "reminder_time", DEFAULT_REMINDER_TIME), delivery.timezone
+    )
+
+
+def _morning_of(retailer: Retailer, delivery: Delivery, start: datetime) -> datetime:
+    day = start.astimezone(_zone(delivery.timezone)).date()
+    return local_time_on(day, setting(retailer, "morning_time", DEFAULT_MORNING_TIME), delivery.timezone)
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def _day_key(delivery: Delivery, start: datetime) -> str:
+    return start.astimezone(_zone(delivery.timezone)).date().isoformat()
+
+
+def _window_notifications(
+    plan: Plan, retailer: Retailer, delivery: Delivery, start: datetime, end: datetime, now: datetime
+) -> None:
+    """The reminder the day before and the out-for-delivery message the morning of a window."""
+    assert delivery.id is not None
+    day = _day_key(delivery, start)
+    reminder = _reminder_at(retailer, delivery, start)
+    if reminder > now:
+        plan.wanted.append(
+            Wanted(
+                "day_before_reminder",
+                delivery.id,
+                retailer.id or 0,
+                f"day_before_reminder:{delivery.id}:{day}",
+                reminder,
+                {"day": day},
+            )
+        )
+    morning = _morning_of(retailer, delivery, start)
+    if end > now:
+        plan.wanted.append(
+            Wanted(
+                "out_for_delivery",
+                delivery.id,
+                retailer.id or 0,
+                f"out_for_delivery:{delivery.id}:{day}",
+                max(morning, now),
+                {"day": day},
+            )
+        )
+    plan.cancel.append((delivery.id, {"day_before_reminder", "out_for_delivery", "arriving_soon"}))
+
+
+def plan_for(event: ev.Event, retailer: Retailer, delivery: Delivery, now: datetime, plan: Plan) -> None:
+    """What one scheduling event means for the notifications of its delivery."""
+    d = delivery.id or 0
+    r = retailer.id or 0
+    if isinstance(event, ev.WindowAssigned):
+        window = {"window_start": _iso(event.window_start), "window_end": _iso(event.window_end)}
+        stamp = f"{event.window_start.timestamp():.0f}-{event.window_end.timestamp():.0f}"
+        plan.wanted.append(Wanted("window_assigned", d, r, f"window_assigned:{d}:{stamp}", now, window))
+        _window_notifications(plan, retailer, delivery, event.window_start, event.window_end, now)
+    elif isinstance(event, ev.DeliveryRescheduled):
+        window = {"window_start": _iso(event.window_start), "window_end": _iso(event.window_end)}
+        stamp = f"{event.window_start.timestamp():.0f}-{event.window_end.timestamp():.0f}"
+        if not event.actor.startswith(Author.recipient.value):
+            # a recipient who asked in a conversation got the bot's confirmation there already
+            plan.wanted.append(
+                Wanted("reschedule_confirmed", d, r, f"reschedule_confirmed:{d}:{stamp}", now, window)
+            )
+        _window_notifications(plan, retailer, delivery, event.window_start, event.window_end, now)
+    elif isinstance(event, ev.RedirectedToPickup):
+        plan.cancel.append(
+            (d, {"day_before_reminder", "out_for_delivery", "arriving_soon", "white_glove_reminder"})
+        )
+        if not event.actor.startswith(Author.recipient.value):
+            plan.wanted.append(
+                Wanted(
+                    "redirect_confirmed",
+                    d,
+                    r,
+                    f"redirect_confirmed:{d}:{event.pickup_point_id}",
+                    now,
+                    {"pickup_point_id": event.pickup_point_id},
+                )
+            )
+    elif isinstance(event, ev.WhiteGloveBooked):
+        slot = {"slot_start": _iso(event.slot_start), "slot_end": _iso(event.slot_end)}
+        stamp = f"{event.slot_start.timestamp():.0f}-{event.slot_end.timestamp():.0f}"
+        if not event.actor.startswith(Author.recipient.value):
+            plan.wanted.append(
+                Wanted("white_glove_confirmed", d, r, f"white_glove_confirmed:{d}:{stamp}", now, slot)
+            )
+        plan.cancel.append((d, {"white_glove_reminder"}))
+        reminder = _reminder_at(retailer, delivery, event.slot_start)
+        if reminder > now:
+            day = _day_key(delivery, event.slot_start)
+            plan.wanted.append(
+                Wanted("white_glove_reminder", d, r, f"white_glove_reminder:{d}:{day}", reminder, slot)
+            )
+    elif isinstance(event, ev.OutForDelivery):
+        start = delivery.window_start or now
+        day = _day_key(delivery, start)
+        context: dict[str, Any] = {"day": day, "eta": _iso(event.eta)}
+        plan.wanted.append(Wanted("out_for_delivery", d, r, f"out_for_delivery:{d}:{day}", now, context))
+    elif isinstance(event, ev.EtaChanged):
+        threshold = int(retailer.settings.get("arriving_stops", DEFAULT_ARRIVING_STOPS))
+        close = event.stops_away <= threshold or event.eta - now <= timedelta(minutes=ARRIVING_MINUTES)
+        if close and delivery.status in UPCOMING:
+            day = _day_key(delivery, delivery.window_start or event.eta)
+            context = {"day": day, "eta": _iso(event.eta), "stops_away": event.stops_away}
+            plan.wanted.append(Wanted("arriving_soon", d, r, f"arriving_soon:{d}:{day}", now, context))
+    elif isinstance(event, ev.Delivered):
+        plan.cancel.append(
+            (
+                d,
+                {
+                    "day_before_reminder",
+                    "out_for_delivery",
+                    "arriving_soon",
+                    "white_glove_reminder",
+                    "attempt_failed",
+                },
+            )
+        )
+        plan.wanted.append(Wanted("delivered", d, r, f"delivered:{d}", now, {"proof": dict(event.proof)}))
+    elif isinstance(event, ev.AttemptFailed):
+        day = _day_key(delivery, delivery.window_start or now)
+        plan.cancel.append((d, {"out_for_delivery", "arriving_soon"}))
+        plan.wanted.append(
+            Wanted(
+                "attempt_failed", d, r, f"attempt_failed:{d}:{day}", now, {"reason": event.reason, "day": day}
+            )
+        )
+    elif isinstance(event, ev.DeliveryCancelled):
+        plan.cancel.append((d, set(EVENTS)))
+
+
+async def plan_for_events(ctx: AppContext, events: Iterable[Any]) -> list[int]:
+    """Create, move or cancel the notifications the events call for; returns the ids scheduled."""
+    relevant = [e for e in events if isinstance(e, ev.Event)]
+    if not relevant:
+        return []
+    now = ctx.clock()
+    for attempt in range(2):
+        try:
+            scheduled, cancelled = await _apply(ctx, relevant, now)
+        except IntegrityError:
+            if attempt:
+                raise
+            continue  # another process created the same notification: read it this time
+        scheduler = scheduler_of(ctx)
+        if cancelled:
+            await scheduler.unschedule(cancelled)
+        if scheduled:
+            await scheduler.schedule(scheduled)
+        return [i for i, _ in scheduled]
+    return []
+
+
+async def _apply(
+    ctx: AppContext, relevant: list[ev.Event], now: datetime
+) -> tuple[list[tuple[int, datetime]], list[int]]:
+    async with ctx.uow() as uow:
+        session = uow.session
+        delivery_ids = {e.delivery_id for e in relevant}
+        deliveries = {
+            d.id: d
+            for d in (await session.exec(select(Delivery).where(col(Delivery.id).in_(delivery_ids)))).all()
+        }
+        retailers = {
+            r.id: r
+            for r in (
+                await session.exec(
+                    select(Retailer).where(col(Retailer.id).in_({d.retailer_id for d in deliveries.values()}))
+                )
+            ).all()
+        }
+        plan = Plan()
+        for event in relevant:
+            delivery = deliveries.get(event.delivery_id)
+            if delivery is None or delivery.retailer_id != event.retailer_id:
+                continue
+            plan_for(event, retailers[delivery.retailer_id], delivery, now, plan)
+
+        wanted_keys = {w.key for w in plan.wanted}
+        existing: dict[str, Notification] = {}
+        owed: dict[int, list[Notification]] = {}
+        for chunk in _chunks(sorted(delivery_ids), 500):
+            for row in (
+                await session.exec(select(Notification).where(col(Notification.delivery_id).in_(chunk)))
+            ).all():
+                existing[row.dedupe_key] = row
+                if row.status == SCHEDULED:
+                    owed.setdefault(row.delivery_id, []).append(row)
+
+        cancelled: list[int] = []
+        for delivery_id, kinds in plan.cancel:
+            for row in owed.get(delivery_id, []):
+                if row.event in kinds and row.dedupe_key not in wanted_keys and row.status == SCHEDULED:
+                    row.status = CANCELLED
+                    session.add(row)
+                    cancelled.append(row.id or 0)
+
+        touched: list[Notification] = []
+        for want in {w.key: w for w in plan.wanted}.values():
+            found = existing.get(want.key)
+            if found is None:
+                row = Notification(
+                    retailer_id=want.retailer_id,
+                    delivery_id=want.delivery_id,
+                    event=want.event,
+                    dedupe_key=want.key,
+                    due_at=want.due_at,
+                    context=want.context,
+                    created_at=now,
+                )
+            elif found.status in (SCHEDULED, CANCELLED):
+                row = found
+                # still owed: it moves to the new due time (a window moved, an event came early)
+                row.status = SCHEDULED
+                row.due_at = want.due_at
+                row.context = {**row.context, **want.context}
+            else:
+                continue  # already sent, suppressed or skipped: it fired once
+            session.add(row)
+            touched.append(row)
+        await session.flush()
+        scheduled = [(row.id or 0, row.due_at) for row in touched]
+        await uow.commit()
+    log.info("notifications_planned", scheduled=len(scheduled), cancelled=len(cancelled))
+    return scheduled, cancelled
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def make_event_handler(ctx: AppContext) -> Any:
+    async def on_events(events: list[Any]) -> None:
+        try:
+            await plan_for_events(ctx, events)
+        except Exception:
+            # a failure here must not undo the committed change; the sweeper cannot recreate it, so log loudly
+            log.exception("notifications_planning_failed", events=len(events))
+
+    return on_events
+
+
+# --- firing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FireSummary:
+    sent: int = 0
+    postponed: int = 0
+    suppressed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    outbox_ids: list[int] = field(default_factory=list)
+    postponed_to: list[tuple[int, datetime]] = field(default_factory=list)
+
+
+def recipient_locale(recipient: Recipient | None, retailer: Retailer) -> str:
+    for candidate in (recipient.locale if recipient else None, retailer.default_locale, "en"):
+        if not candidate:
+            continue
+        if candidate in LOCALES:
+            return candidate
+        language = candidate.replace("-", "_").split("_")[0].lower()
+        match = next((loc for loc in LOCALES if loc.split("_")[0] == language), None)
+        if match:
+            return match
+    return "en"
+
+
+def still_relevant(note: Notification, delivery: Delivery) -> bool:
+    """Is the message still true now? A stale one is skipped rather than sent."""
+    status = delivery.status
+    event = note.event
+    context = note.context
+    if status == DeliveryStatus.cancelled and event != "delivered":
+        return False
+    if event in WINDOW_BOUND:
+        return context.get("window_start") == _iso(delivery.window_start) and context.get(
+            "window_end"
+        ) == _iso(delivery.window_end)
+    if event in ("day_before_reminder", "out_for_delivery", "arriving_soon"):
+        if status not in UPCOMING or delivery.window_start is None:
+            return False
+        return context.get("day") == _day_key(delivery, delivery.window_start)
+    if event == "delivered":
+        return status == DeliveryStatus.delivered
+    if event == "attempt_failed":
+        return status == DeliveryStatus.failed
+    if event == "redirect_confirmed":
+        return status in (DeliveryStatus.redirected, DeliveryStatus.ready_for_pickup) and (
+            context.get("pickup_point_id") == delivery.pickup_point_id
+        )
+    if event in ("white_glove_confirmed", "white_glove_reminder"):
+        same_slot = context.get("slot_start") == _iso(delivery.white_glove_start)
+        return same_slot and (event == "white_glove_confirmed" or status in UPCOMING)
+    return True
+
+
+def choose_channel(
+    recipient: Recipient,
+    *,
+    now: datetime,
+    whatsapp_template: bool,
+) -> Channel | None:
+    """One channel: the preferred or linked one first, WhatsApp only when it may be used, SMS last."""
+    candidates: list[Channel] = []
+    if recipient.preferred_channel is not None:
+        candidates.append(Channel(recipient.preferred_channel))
+    if recipient.telegram_chat_id is not None:
+        candidates.append(Channel.telegram)
+    whatsapp_used = recipient.whatsapp_last_inbound_at is not None or bool(
+        recipient.channel_consent.get("whatsapp", {}).get("consent")
+    )
+    if whatsapp_used:
+        candidates.append(Channel.whatsapp)
+    candidates.append(Channel.sms)
+    for channel in dict.fromkeys(candidates):
+        if opted_out(recipient, channel):
+            continue
+        if channel == Channel.telegram and recipient.telegram_chat_id is None:
+            continue
+        if channel in (Channel.sms, Channel.whatsapp) and not recipient.phone:
+            continue
+        if channel == Channel.whatsapp:
+            window_open = (
+                recipient.whatsapp_last_inbound_at is not None
+                and now - recipient.whatsapp_last_inbound_at < WHATSAPP_WINDOW
+            )
+            if not (window_open or whatsapp_template):
+                continue
+        if channel == Channel.web:
+            continue  # the sandbox shows messages only while a session is open
+        return channel
+    return None
+
+
+def render_context(
+    ctx: AppContext,
+    note: Notification,
+    retailer: Retailer,
+    delivery: Delivery,
+    recipient: Recipient | None,
+    locale: str,
+    point: PickupPoint | None,
+    eta: datetime | None,
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "brand": retailer.brand_name or retailer.name,
+        "recipient_name": recipient.name if recipient else "",
+        "tracking": delivery.tracking,
+        "address": delivery.address,
+        "window": Window(delivery.window_start, delivery.window_end)
+        if delivery.window_start and delivery.window_end
+        else None,
+        "day": delivery.day,
+        "locale": locale,
+        "timezone": delivery.timezone,
+    }
+    extra = note.context
+    event = note.event
+    if event == "window_assigned":
+        token = delivery.telegram_link_token or ""
+        context["telegram_link"] = (
+            f"https://t.me/{ctx.settings.telegram_bot_username}?start={token}" if token else ""
+        )
+    elif event in ("out_for_delivery", "arriving_soon"):
+        noted = extra.get("eta")
+        context["eta"] = datetime.fromisoformat(noted) if noted else eta
+        if event == "arriving_soon":
+            context["stops_away"] = int(extra.get("stops_away", 0))
+            context["eta"] = context["eta"] or eta
+    elif event == "delivered":
+        proof = {**delivery.proof, **extra.get("proof", {})}
+        stamp = proof.get("delivered_at") or proof.get("at")
+        context["delivered_at"] = datetime.fromisoformat(stamp) if isinstance(stamp, str) else note.created_at
+        context["proof_photo_url"] = str(proof.get("photo_url") or proof.get("photo") or "")
+        context["proof_signer"] = str(
+            proof.get("signer") or proof.get("signed_by") or proof.get("signature_name") or ""
+        )
+    elif event == "attempt_failed":
+        context["reason"] = str(extra.get("reason") or delivery.failure_reason or "")
+    elif event == "redirect_confirmed":
+        context["pickup_name"] = point.name if point else ""
+        context["pickup_address"] = point.address if point else ""
+    elif event in ("white_glove_confirmed", "white_glove_reminder"):
+        start, end = delivery.white_glove_start, delivery.white_glove_end
+        context["slot"] = Window(start, end) if start and end else None
+    return context
+
+
+def _approved_sid(retailer: Retailer, event: str, override: ActiveTemplate | None) -> str | None:
+    if override is not None and override.content_sid:
+        return override.content_sid
+    entry = (retailer.settings.get("whatsapp_templates") or {}).get(event)
+    if isinstance(entry, dict) and entry.get("content_sid"):
+        return str(entry["content_sid"])
+    return None
+
+
+async def fire_notifications(
+    ctx: AppContext, notification_ids: Sequence[int] | None = None, *, limit: int = 2000
+) -> FireSummary:
+    """Fire the given notifications (or every due one) that are still owed; one transaction."""
+    now = ctx.clock()
+    summary = FireSummary()
+    async with ctx.uow() as uow:
+        session = uow.session
+        query = select(Notification).where(Notification.status == SCHEDULED, col(Notification.due_at) <= now)
+        if notification_ids is not None:
+            if not notification_ids:
+                return summary
+            query = query.where(col(Notification.id).in_(list(notification_ids)))
+        notes = list((await session.exec(query.order_by(col(Notification.due_at)).limit(limit))).all())
+        if not notes:
+            return summary
+        deliveries = {
+            d.id: d
+            for d in (
+                await session.exec(
+                    select(Delivery).where(col(Delivery.id).in_({n.delivery_id for n in notes}))
+                )
+            ).all()
+        }
+        recipient_ids = {d.recipient_id for d in deliveries.values() if d.recipient_id}
+        recipients = {
+            r.id: r
+            for r in (await session.exec(select(Recipient).where(col(Recipient.id).in_(recipient_ids)))).all()
+        }
+        retailers = {
+            r.id: r
+            for r in (
+                await session.exec(
+                    select(Retailer).where(col(Retailer.id).in_({n.retailer_id for n in notes}))
+                )
+            ).all()
+        }
+        point_ids = {d.pickup_point_id for d in deliveries.values() if d.pickup_point_id}
+        points = (
+            {
+                p.id: p
+                for p in (
+                    await session.exec(select(PickupPoint).where(col(PickupPoint.id).in_(point_ids)))
+                ).all()
+            }
+            if point_ids
+            else {}
+        )
+        eta_ids = [n.delivery_id for n in notes if n.event in ("out_for_delivery", "arriving_soon")]
+        etas = (
+            {
+                s.delivery_id: s.eta
+                for s in (await session.exec(select(Stop).where(col(Stop.delivery_id).in_(eta_ids)))).all()
+            }
+            if eta_ids
+            else {}
+        )
+        overrides = {rid: await active_templates(session, rid) for rid in retailers if rid is not None}
+
+        outgoing: list[tuple[Notification, dict[str, Any]]] = []
+        for note in notes:
+            delivery = deliveries.get(note.delivery_id)
+            retailer = retailers.get(note.retailer_id)
+            if delivery is None or retailer is None or delivery.retailer_id != retailer.id:
+                note.status = SKIPPED
+                summary.skipped += 1
+                continue
+            if not still_relevant(note, delivery):
+                note.status = SKIPPED
+                note.context = {**note.context, "outcome": "no longer true"}
+                summary.skipped += 1
+                continue
+            try:
+                later = quiet_until(
+                    now, retailer.quiet_hours_start, retailer.quiet_hours_end, delivery.timezone
+                )
+            except BadTimeOfDay:
+                later = None
+            if later is not None:
+                note.due_at = later
+                summary.postponed += 1
+                summary.postponed_to.append((note.id or 0, later))
+                continue
+            recipient = recipients.get(delivery.recipient_id) if delivery.recipient_id else None
+            locale = recipient_locale(recipient, retailer)
+            templates = overrides.get(retailer.id or 0, {})
+            wa_override = templates.get((note.event, locale, Channel.whatsapp.value))
+            sid = _approved_sid(retailer, note.event, wa_override)
+            channel = (
+                choose_channel(recipient, now=now, whatsapp_template=sid is not None) if recipient else None
+            )
+            if channel is None or recipient is None:
+                note.status = SUPPRESSED
+                note.context = {**note.context, "outcome": "opted out or no usable channel"}
+                summary.suppressed += 1
+                continue
+            template = templates.get((note.event, locale, channel.value))
+            body = template.body if template else default_body(note.event, locale, channel)
+            context = render_context(
+                ctx,
+                note,
+                retailer,
+                delivery,
+                recipient,
+                locale,
+                points.get(delivery.pickup_point_id) if delivery.pickup_point_id else None,
+                etas.get(delivery.id or 0),
+            )
+            try:
+                text = render_source(body, context, channel)
+            except TemplateProblem as exc:
+                if template is None:
+                    raise
+                # a stored override that no longer renders: the default still says it
+                log.warning(
+                    "notification_template_fallback",
+                    retailer_id=retailer.id,
+                    event=note.event,
+                    error=exc.message,
+                )
+                text = render_source(default_body(note.event, locale, channel), context, channel)
+            spec = EVENTS[note.event]
+            window_open = (
+                recipient.whatsapp_last_inbound_at is not None
+                and now - recipient.whatsapp_last_inbound_at < WHATSAPP_WINDOW
+            )
+            content_sid = sid if channel == Channel.whatsapp and not window_open else None
+            row = {
+                "channel": channel,
+                "to_address": str(recipient.telegram_chat_id)
+                if channel == Channel.telegram
+                else recipient.phone or "",
+                "body": text,
+                "options": options_for(spec, locale),
+                "idempotency_key": f"notif:{note.id}",
+                "retailer_id": retailer.id,
+                "recipient_id": recipient.id,
+                "content_sid": content_sid,
+                "content_variables": whatsapp_variables(spec, context) if content_sid else {},
+                "template_key": note.event,
+                "locale": locale,
+                "service_address": (
+                    (retailer.sms_from if channel == Channel.sms else retailer.whatsapp_from) or ""
+                    if channel in (Channel.sms, Channel.whatsapp)
+                    else ""
+                ),
+            }
+            note.channel = channel.value
+            outgoing.append((note, row))
+
+        if outgoing:
+            ids = await _enqueue_many(session, outgoing, now)
+            summary.outbox_ids.extend(ids)
+            summary.sent += len(outgoing)
+        for note in notes:
+            session.add(note)
+        await uow.commit()
+    if summary.postponed_to:
+        await scheduler_of(ctx).schedule(summary.postponed_to)
+    log.info(
+        "notifications_fired",
+        sent=summary.sent,
+        postponed=summary.postponed,
+        suppressed=summary.suppressed,
+        skipped=summary.skipped,
+    )
+    return summary
+
+
+async def _enqueue_many(
+    session: Any, outgoing: list[tuple[Notification, dict[str, Any]]], now: datetime
+) -> list[int]:
+    """Outbox rows for a batch, each once (idempotency key), each in its recipient's conversation.
+
+    The same contract as core.outbox.enqueue, in bulk: one query for the keys already there, one
+    for the conversations, one flush for the inserts.
+    """
+    keys = [row["idempotency_key"] for _, row in outgoing]
+    already = {
+        m.idempotency_key: m
+        for m in (
+            await session.exec(select(OutboxMessage).where(col(OutboxMessage.idempotency_key).in_(keys)))
+        ).all()
+    }
+    conversations = await _conversations(session, [row for _, row in outgoing], now)
+    created: list[tuple[Notification, OutboxMessage, Conversation, dict[str, Any]]] = []
+    for note, row in outgoing:
+        existing = already.get(row["idempotency_key"])
+        if existing is not None:
+            note.outbox_id = existing.id
+            note.status = SENT
+            continue
+        conversation = conversations[(row["channel"], row["to_address"], row["service_address"])]
+        message = OutboxMessage(
+            channel=row["channel"],
+            to_address=row["to_address"],
+            body=row["body"],
+            options=row["options"],
+            idempotency_key=row["idempotency_key"],
+            retailer_id=row["retailer_id"],
+            recipient_id=row["recipient_id"],
+            conversation_id=conversation.id,
+            content_sid=row["content_sid"],
+            content_variables=row["content_variables"],
+            template_key=row["template_key"],
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(message)
+        created.append((note, message, conversation, row))
+    await session.flush()
+    for note, message, conversation, row in created:
+        note.outbox_id = message.id
+        note.status = SENT
+        session.add(
+            Message(
+                conversation_id=conversation.id or 0,
+                channel=row["channel"],
+                direction=Direction.outbound,
+                author=Author.system,
+                text=row["body"],
+                options=row["options"],
+                outbox_id=message.id,
+                created_at=now,
+            )
+        )
+        _offer(conversation, note, row["options"], now)
+    return [m.id or 0 for _, m, _, _ in created]
+
+
+async def _conversations(
+    session: Any, rows: list[dict[str, Any]], now: datetime
+) -> dict[tuple[Channel, str, str], Conversation]:
+    """The recipient's conversation on that channel and number, created if new."""
+    wanted = {(row["channel"], row["to_address"], row["service_address"]): row for row in rows}
+    found: dict[tuple[Channel, str, str], Conversation] = {}
+    addresses = list({key[1] for key in wanted})
+    for chunk in range(0, len(addresses), 500):
+        for conversation in (
+            await session.exec(
+                select(Conversation).where(col(Conversation.address).in_(addresses[chunk : chunk + 500]))
+            )
+        ).all():
+            key = (Channel(conversation.channel), conversation.address, conversation.service_address)
+            if key in wanted:
+                found[key] = conversation
+    for key, row in wanted.items():
+        if key not in found:
+            found[key] = Conversation(
+                channel=key[0],
+                address=key[1],
+                service_address=key[2],
+                retailer_id=row["retailer_id"],
+                recipient_id=row["recipient_id"],
+                locale=row["locale"],
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(found[key])
+    await session.flush()
+    return found
+
+
+def _offer(
+    conversation: Conversation, note: Notification, options: list[dict[str, str]], now: datetime
+) -> None:
+    """The conversation now concerns this delivery, and "1", "2"... mean this message's options.
+
+    Written in the engine's database layout of the dialog state (bot/state.py, DatabaseStateStore).
+    """
+    conversation.delivery_id = note.delivery_id
+    conversation.retailer_id = conversation.retailer_id or note.retailer_id
+    if options:
+        state = dict(conversation.state)
+        dialog = dict(state.get("dialog", {}))
+        dialog["options"] = options
+        dialog["offers"] = {}
+        state["dialog"] = dialog
+        conversation.state = state
+    conversation.updated_at = now

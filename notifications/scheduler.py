@@ -1,0 +1,177 @@
+"""Timed notifications with APScheduler 3.x: jobs persisted in the app's own database.
+
+One job per notification, id "notification:{id}", running the module-level `fire_notification`
+with the notification's id only (jobs are pickled into the job store: never objects). Adding a
+job again replaces it, so a moved window moves its job; a cancelled notification's job is removed.
+A restart finds the jobs in the store; a job that missed its time while the app was down runs at
+start (misfire grace below) and re-checks everything before sending.
+
+A sweeper job every `SWEEP_SECONDS` fires any due notification whose job was never added: those
+planned in a process that is not the leader (see core/leader.py), or while the scheduler was off.
+The Notification rows are the truth; the job store is how they fire on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from core.context import AppContext
+from core.db import make_sync_engine
+from core.leader import Leadership
+from core.logging import get_logger
+from notifications.outreach import fire_notifications, make_event_handler
+
+log = get_logger("doorstep.notifications.scheduler")
+
+JOB_TABLE = "apscheduler_jobs"
+SWEEP_SECONDS = 30
+SWEEP_BATCH = 1000
+MISFIRE_GRACE_SECONDS = 12 * 3600  # a job late by more (app down half a day) is left to the sweeper
+_context: AppContext | None = None  # the app whose jobs run in this process (set while leading)
+
+
+def job_id(notification_id: int) -> str:
+    return f"notification:{notification_id}"
+
+
+def _bound_context() -> AppContext:
+    if _context is None:
+        raise RuntimeError("the notifications scheduler is not running in this process")
+    return _context
+
+
+async def fire_notification(notification_id: int) -> None:
+    """The job: fire one notification if it is still owed (re-checked inside)."""
+    await fire_notifications(_bound_context(), [notification_id])
+
+
+async def sweep_due_notifications() -> int:
+    """The sweeper job: fire every due notification, in batches; returns how many were handled."""
+    ctx = _bound_context()
+    handled = 0
+    while True:
+        summary = await fire_notifications(ctx, None, limit=SWEEP_BATCH)
+        batch = summary.sent + summary.suppressed + summary.skipped + summary.postponed
+        handled += batch
+        if batch < SWEEP_BATCH or summary.sent + summary.suppressed + summary.skipped == 0:
+            return handled
+
+
+class ApsNotificationScheduler:
+    """The leader's duty (core.leader.LeaderDuty) and the outreach's NotificationScheduler."""
+
+    def __init__(self, ctx: AppContext, *, sweep_seconds: float = SWEEP_SECONDS) -> None:
+        self.ctx = ctx
+        self.sweep_seconds = sweep_seconds
+        self._scheduler: AsyncIOScheduler | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
+
+    def _build(self) -> AsyncIOScheduler:
+        self._engine = make_sync_engine(self.ctx.settings.database_url)
+        store = SQLAlchemyJobStore(engine=self._engine, tablename=JOB_TABLE)
+        return AsyncIOScheduler(
+            jobstores={"default": store},
+            executors={"default": AsyncIOExecutor()},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
+            timezone=UTC,
+        )
+
+    async def start(self) -> None:
+        global _context
+        if self.running:
+            return
+        _context = self.ctx
+        scheduler = self._build()
+        scheduler.start()
+        scheduler.add_job(
+            sweep_due_notifications,
+            trigger="interval",
+            seconds=self.sweep_seconds,
+            id="notifications:sweep",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+        )
+        self._scheduler = scheduler
+        log.info("notifications_scheduler_started")
+
+    async def stop(self) -> None:
+        global _context
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        if _context is self.ctx:
+            _context = None
+        log.info("notifications_scheduler_stopped")
+
+    async def schedule(self, notifications: Sequence[tuple[int, datetime]]) -> None:
+        if not self.running or not notifications:
+            return  # not the leader: the leader's sweeper fires them when due
+        await asyncio.to_thread(self._add_jobs, list(notifications))
+
+    async def unschedule(self, notification_ids: Sequence[int]) -> None:
+        if not self.running or not notification_ids:
+            return
+        await asyncio.to_thread(self._remove_jobs, list(notification_ids))
+
+    def _add_jobs(self, notifications: list[tuple[int, datetime]]) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        for notification_id, due_at in notifications:
+            scheduler.add_job(
+                fire_notification,
+                trigger="date",
+                run_date=due_at,
+                args=[notification_id],
+                id=job_id(notification_id),
+                replace_existing=True,
+            )
+
+    def _remove_jobs(self, notification_ids: list[int]) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        for notification_id in notification_ids:
+            with contextlib.suppress(JobLookupError):
+                scheduler.remove_job(job_id(notification_id))
+
+    def job_times(self) -> dict[str, datetime | None]:
+        """Every job in the store and when it runs next (for tests and operators)."""
+        if self._scheduler is None:
+            return {}
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+
+async def start_notifications(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]] | None:
+    """The app's starter: outreach listens to scheduling events in every process; the timed jobs run
+    only in the elected leader (on SQLite, this process at once) when SCHEDULER_ENABLED."""
+    ctx.event_handlers.append(make_event_handler(ctx))
+    if not ctx.settings.scheduler_enabled:
+        return None
+    scheduler = ApsNotificationScheduler(ctx)
+    ctx.components["notifications.scheduler"] = scheduler
+    leadership = Leadership(
+        ctx.settings.database_url,
+        duty=scheduler,
+        metrics=ctx.metrics,
+        retry_seconds=ctx.settings.leader_retry_seconds,
+    )
+    await leadership.start()
+    return leadership.stop
