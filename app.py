@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import col, func, select
 
+from bot.engine import start_engine
 from channels.telegram import install as install_telegram
 from console.web import install as install_console
 from core.config import Settings
@@ -31,7 +32,6 @@ from core.observability import EdgeMiddleware, Metrics
 from core.redis import COMPONENT as REDIS_COMPONENT
 from core.redis import SharedRedis
 from core.resilience import install_outage_handlers
-from notifications.api import install as install_notifications
 from scheduling import api as scheduling_api
 
 log = get_logger("doorstep.app")
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.starters = [start_shared_redis]
+    app.state.starters = [start_shared_redis, start_engine]
     install_outage_handlers(app)
 
     @app.exception_handler(RequestValidationError)
@@ -111,7 +111,6 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.include_router(scheduling_api.build_router())
     install_console(app)
     install_telegram(app)
-    install_notifications(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -9,8 +9,9 @@ with an idempotency key derived from the inbound message. Events go out after th
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -301,3 +302,21 @@ class ConversationEngine:
             uow.session.add(conversation)
             await uow.commit()
             return conversation.id or 0
+
+
+async def start_engine(_app: Any, ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    """The app's starter: one engine per process in ctx.components["engine"], its parsers warmed."""
+    engine = ConversationEngine(ctx)
+    ctx.components["engine"] = engine
+    # warm in a thread: the first recipient need not wait for the parsers, nor the start for them
+    warming = asyncio.create_task(asyncio.to_thread(engine.warm_up), name="understanding-warm-up")
+
+    async def stop() -> None:
+        try:
+            await warming
+        except Exception as exc:  # a failed warm-up only costs the first message some time
+            log.warning("understanding_warm_up_failed", error=type(exc).__name__)
+        await engine.close()
+        ctx.components.pop("engine", None)
+
+    return stop
