@@ -32,6 +32,7 @@ from core.observability import EdgeMiddleware, Metrics
 from core.redis import COMPONENT as REDIS_COMPONENT
 from core.redis import SharedRedis
 from core.resilience import install_outage_handlers
+from notifications.api import install as install_notifications
 from scheduling import api as scheduling_api
 
 log = get_logger("doorstep.app")
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.include_router(scheduling_api.build_router())
     install_console(app)
     install_telegram(app)
+    install_notifications(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
