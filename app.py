@@ -34,6 +34,7 @@ from core.redis import SharedRedis
 from core.resilience import install_outage_handlers
 from notifications.api import install as install_notifications
 from scheduling import api as scheduling_api
+from scheduling.changelog import start_change_webhooks
 
 log = get_logger("doorstep.app")
 
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         return RedirectResponse("/docs")
 
     app.include_router(scheduling_api.build_router())
+    app.state.starters.append(start_change_webhooks)
     install_console(app)
     install_telegram(app)
     install_notifications(app)

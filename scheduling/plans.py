@@ -24,6 +24,7 @@ from core.models import (
 )
 from core.phones import to_e164
 from scheduling import clock
+from scheduling.changelog import log_change
 from scheduling.events import WindowAssigned
 from scheduling.plan_format import PlanIn, Problem, check_plan, problems_from_validation
 from scheduling.repository import load_plan, recompute, stop_spec
@@ -239,6 +240,55 @@ async def import_plan(
             _set_window(delivery, plan, _window_for([], timing.service_starts[insertion.position], slot))
             route.specs[insertion.position] = stop_spec(delivery, plan)
         delivery.status = DeliveryStatus.scheduled
+
+    # Deliveries that waited in this day's pool (moved here before the plan existed) join it now, in
+    # their slot, where they fit best; a plan with a duration matrix cannot place them (no index).
+    pooled = (
+        await session.exec(
+            select(Delivery).where(
+                Delivery.retailer_id == retailer.id,
+                Delivery.day == plan.day,
+                Delivery.status == DeliveryStatus.pooled,
+                col(Delivery.plan_id).is_(None),
+                col(Delivery.tracking).not_in(trackings),
+            )
+        )
+    ).all()
+    for delivery in pooled if plan.durations is None else []:
+        spec = stop_spec(delivery, plan)
+        best = None
+        for route in loaded.routes:
+            candidate = best_insertion_in_route(route.spec, route.specs, spec, loaded.travel)
+            if candidate is not None and (best is None or candidate.added_seconds < best[1].added_seconds):
+                best = (route, candidate)
+        if best is None:
+            continue
+        route, insertion = best
+        stop = Stop(
+            vehicle_id=route.vehicle.id or 0, delivery_id=delivery.id or 0, sequence=insertion.position
+        )
+        session.add(stop)
+        route.stops.insert(insertion.position, stop)
+        route.deliveries.insert(insertion.position, delivery)
+        route.specs.insert(insertion.position, spec)
+        recompute(loaded, route)
+        delivery.status, delivery.plan_id, delivery.timezone = (
+            DeliveryStatus.scheduled,
+            plan.id,
+            plan.timezone,
+        )
+        session.add(delivery)
+        await log_change(
+            session,
+            retailer,
+            "planned_from_pool",
+            actor=Author.system,
+            delivery_id=delivery.id,
+            plan_id=plan.id,
+            before={"status": "pooled"},
+            after={"status": "scheduled", "route": route.vehicle.id},
+            now=plan.created_at,
+        )
 
     for delivery in deliveries.values():
         session.add(delivery)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -50,7 +51,13 @@ def stop_spec(delivery: Delivery, plan: RoutePlan, stop: Stop | None = None) -> 
         amount=tuple(delivery.size),
         skills=frozenset(skills),
         done=stop is not None and stop.status != StopStatus.planned,
+        actual_arrival=_seconds(plan, stop.arrived_at) if stop is not None else None,
+        actual_departure=_seconds(plan, stop.completed_at) if stop is not None else None,
     )
+
+
+def _seconds(plan: RoutePlan, instant: datetime | None) -> int | None:
+    return None if instant is None else clock.seconds_since_midnight(plan.day, plan.timezone, instant)
 
 
 @dataclass

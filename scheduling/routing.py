@@ -59,6 +59,9 @@ class StopSpec:
     amount: tuple[int, ...] = ()
     skills: frozenset[int] = frozenset()
     done: bool = False  # already visited: fixed in place, never moved
+    # what the driver reported: the actual arrival and departure (seconds), when known
+    actual_arrival: int | None = None
+    actual_departure: int | None = None
 
 
 @dataclass(slots=True)
@@ -76,6 +79,7 @@ class VehicleSpec:
 class Schedule:
     arrivals: list[int]
     service_starts: list[int]
+    departures: list[int]
     end_time: int
     travel_seconds: int
     distance_m: float
@@ -88,11 +92,20 @@ class Schedule:
 
 
 def schedule(vehicle: VehicleSpec, stops: Sequence[StopSpec], travel: TravelModel) -> Schedule:
-    """Arrival and service start of every stop, leaving at shift start and waiting when early."""
-    time = vehicle.shift[0] + vehicle.delay
+    """Arrival and service start of every stop, leaving at shift start and waiting when early.
+
+    Stops with reported times keep them; the vehicle's reported delay pushes everything after the
+    last reported stop (or after the shift start when nothing was reported yet).
+    """
+    anchor = -1
+    for position, stop in enumerate(stops):
+        if stop.actual_arrival is not None or stop.actual_departure is not None:
+            anchor = position
+    time = vehicle.shift[0] + (vehicle.delay if anchor < 0 else 0)
     here = vehicle.start
     arrivals: list[int] = []
     starts: list[int] = []
+    departures: list[int] = []
     late: list[int] = []
     travel_total = 0
     distance = 0.0
@@ -100,13 +113,16 @@ def schedule(vehicle: VehicleSpec, stops: Sequence[StopSpec], travel: TravelMode
         leg = travel.seconds(here, stop.place)
         travel_total += leg
         distance += travel.metres(here, stop.place)
-        arrival = time + leg
-        begin = max(arrival, stop.window[0])
+        arrival = time + leg if stop.actual_arrival is None else stop.actual_arrival
+        begin = max(arrival, stop.window[0]) if stop.actual_arrival is None else arrival
         arrivals.append(arrival)
         starts.append(begin)
         if arrival > stop.window[1] and not stop.done:
             late.append(position)
-        time = begin + stop.service
+        time = begin + stop.service if stop.actual_departure is None else stop.actual_departure
+        if position == anchor:
+            time += vehicle.delay
+        departures.append(time)
         here = stop.place
     leg = travel.seconds(here, vehicle.end)
     travel_total += leg
@@ -115,6 +131,7 @@ def schedule(vehicle: VehicleSpec, stops: Sequence[StopSpec], travel: TravelMode
     return Schedule(
         arrivals=arrivals,
         service_starts=starts,
+        departures=departures,
         end_time=end_time,
         travel_seconds=travel_total,
         distance_m=distance,
@@ -152,6 +169,29 @@ class Insertion:
     service_start: int
 
 
+def forward_slack(vehicle: VehicleSpec, stops: Sequence[StopSpec], base: Schedule) -> list[int]:
+    """slack[i]: how much stop i's arrival may be pushed later without any stop from i on being late
+    and without overrunning the shift (slack[n] is the end of the route)."""
+    n = len(stops)
+    slack = [0] * (n + 1)
+    slack[n] = vehicle.shift[1] - base.end_time
+    for i in range(n - 1, -1, -1):
+        stop = stops[i]
+        own = stop.window[1] - base.arrivals[i] if not stop.done else 10**9
+        waiting = base.service_starts[i] - base.arrivals[i]
+        slack[i] = min(own, slack[i + 1] + waiting)
+    return slack
+
+
+def first_open_position(stops: Sequence[StopSpec]) -> int:
+    """The first position a new stop may take: after every stop already visited."""
+    first_open = 0
+    for i, stop in enumerate(stops):
+        if stop.done:
+            first_open = i + 1
+    return first_open
+
+
 def best_insertion_in_route(
     vehicle: VehicleSpec, stops: Sequence[StopSpec], new: StopSpec, travel: TravelModel
 ) -> Insertion | None:
@@ -164,28 +204,13 @@ def best_insertion_in_route(
         return None
     base = schedule(vehicle, stops, travel)
     n = len(stops)
-    # slack[i]: how much stop i's arrival may be pushed later without any stop from i on being late
-    # and without overrunning the shift.
-    slack = [0] * (n + 1)
-    slack[n] = vehicle.shift[1] - base.end_time
-    for i in range(n - 1, -1, -1):
-        stop = stops[i]
-        own = stop.window[1] - base.arrivals[i] if not stop.done else 10**9
-        waiting = base.service_starts[i] - base.arrivals[i]
-        slack[i] = min(own, slack[i + 1] + waiting)
-    first_open = 0
-    for i, stop in enumerate(stops):
-        if stop.done:
-            first_open = i + 1
+    slack = forward_slack(vehicle, stops, base)
+    first_open = first_open_position(stops)
     best: Insertion | None = None
     for position in range(first_open, n + 1):
         before = stops[position - 1].place if position > 0 else vehicle.start
         after = stops[position].place if position < n else vehicle.end
-        depart = (
-            base.service_starts[position - 1] + stops[position - 1].service
-            if position > 0
-            else vehicle.shift[0] + vehicle.delay
-        )
+        depart = base.departures[position - 1] if position > 0 else vehicle.shift[0] + vehicle.delay
         arrival = depart + travel.seconds(before, new.place)
         if arrival > new.window[1]:
             continue

@@ -1,0 +1,108 @@
+"""Helpers for the scheduling tests: a fixed clock, plan import, and an independent feasibility check."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from httpx import AsyncClient
+from sqlmodel import select
+
+from core.models import Delivery, DeliveryStatus, RoutePlan, Stop, StopStatus, Vehicle
+from tests.conftest import TenantKeys
+
+TORONTO = ZoneInfo("America/Toronto")
+NOW = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the afternoon before the plan's day (2026-12-03)
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=TORONTO)
+
+
+def window(day: date, hour: int, hours: int = 2) -> dict[str, str]:
+    start = local(day, hour)
+    return {"start": start.isoformat(), "end": (start + timedelta(hours=hours)).isoformat()}
+
+
+async def import_plan(client: AsyncClient, tenant: TenantKeys, plan: dict[str, Any]) -> int:
+    response = await client.post("/api/v1/plans", json=plan, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def delivery(ctx: Any, retailer_id: int, tracking: str) -> Delivery:
+    async with ctx.uow() as uow:
+        return (
+            await uow.session.exec(
+                select(Delivery).where(Delivery.retailer_id == retailer_id, Delivery.tracking == tracking)
+            )
+        ).one()
+
+
+def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lon1, lat1, lon2, lat2 = (math.radians(x) for x in (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6_371_000.0 * math.asin(math.sqrt(h))
+
+
+async def violations(ctx: Any) -> list[str]:
+    """Every broken promise in the database, recomputed from scratch without the scheduling code:
+    late stops, overrun shifts, overloaded vehicles, missing skills, stops of unplanned deliveries."""
+    problems: list[str] = []
+    async with ctx.uow() as uow:
+        s = uow.session
+        plans = {p.id: p for p in (await s.exec(select(RoutePlan))).all()}
+        vehicles = (await s.exec(select(Vehicle))).all()
+        for vehicle in vehicles:
+            plan = plans[vehicle.plan_id]
+            midnight = datetime.combine(plan.day, datetime.min.time(), tzinfo=ZoneInfo(plan.timezone))
+            rows = (
+                await s.exec(
+                    select(Stop, Delivery)
+                    .join(Delivery, Delivery.id == Stop.delivery_id)
+                    .where(Stop.vehicle_id == vehicle.id)
+                    .order_by(Stop.sequence)
+                )
+            ).all()
+            sequences = [stop.sequence for stop, _ in rows]
+            if sequences != list(range(len(rows))):
+                problems.append(f"vehicle {vehicle.id}: sequences {sequences}")
+            speed = plan.speed_kmh * 1000 / 3600
+            time = vehicle.shift_start + vehicle.progress_delay
+            here = (vehicle.start_lon, vehicle.start_lat) if vehicle.start_lon is not None else None
+            load = [0] * len(vehicle.capacity)
+            for stop, d in rows:
+                place = (d.lon, d.lat)
+                if plan.durations is not None:
+                    raise AssertionError("the independent check covers great-circle plans only")
+                leg = 0 if here is None else round(_metres(here, place) / speed)
+                arrival = time + leg
+                if stop.status != StopStatus.planned:
+                    problems.append(f"{d.tracking}: visited stop in a property run")
+                start = (d.window_start - midnight).total_seconds()
+                end = (d.window_end - midnight).total_seconds()
+                if arrival > end:
+                    problems.append(f"{d.tracking}: arrives {arrival} after its window ends at {end}")
+                if abs(stop.arrival - arrival) > 1:
+                    problems.append(f"{d.tracking}: stored arrival {stop.arrival}, recomputed {arrival}")
+                if d.status != DeliveryStatus.scheduled or d.plan_id != plan.id:
+                    problems.append(f"{d.tracking}: on a route but {d.status}, plan {d.plan_id}")
+                needed = set(d.skills) | ({plan.white_glove_skill} if d.white_glove else set())
+                if not needed <= set(vehicle.skills):
+                    problems.append(f"{d.tracking}: vehicle {vehicle.id} lacks skills {needed}")
+                for i, amount in enumerate(d.size[: len(load)]):
+                    load[i] += amount
+                time = max(arrival, start) + d.service_seconds
+                here = place
+            back = (
+                0
+                if here is None or vehicle.end_lon is None
+                else round(_metres(here, (vehicle.end_lon, vehicle.end_lat)) / speed)
+            )
+            if time + back > vehicle.shift_end:
+                problems.append(f"vehicle {vehicle.id}: back at {time + back} after its shift ends")
+            if any(used > cap for used, cap in zip(load, vehicle.capacity, strict=True)):
+                problems.append(f"vehicle {vehicle.id}: load {load} over {vehicle.capacity}")
+    return problems

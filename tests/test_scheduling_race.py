@@ -1,0 +1,107 @@
+"""Check-and-reserve is atomic: two requests for the last place never both win (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+
+import pytest
+from sqlmodel import func, select
+
+from core.models import PickupReservation, SlotCapacity, Stop
+from tests.conftest import make_tenant
+from tests.plans import DAY, DEPOT, job, small_plan
+from tests.scheduling_support import NOW, import_plan, violations, window
+
+PLAN_DAY = date.fromisoformat(DAY)
+NEXT_DAY = PLAN_DAY + timedelta(days=1)
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(ctx):
+    ctx.clock = lambda: NOW
+
+
+def one_van_day(day: str, prefix: str, jobs: int, capacity: int) -> dict:
+    return {
+        "date": day,
+        "timezone": "America/Toronto",
+        "vehicles": [
+            {
+                "id": 1,
+                "start": DEPOT,
+                "end": DEPOT,
+                "time_window": [28800, 64800],
+                "capacity": [capacity],
+                "steps": [{"type": "job", "id": i + 1} for i in range(jobs)],
+            }
+        ],
+        "jobs": [
+            job(i + 1, f"{prefix}{i + 1}", -79.40 + 0.01 * i, 43.66, (28800, 64800), phone=f"+1416555{i:04d}")
+            for i in range(jobs)
+        ],
+    }
+
+
+async def race(client, tenant, requests):
+    responses = await asyncio.gather(
+        *(client.post(path, json=body, headers=tenant.headers) for path, body in requests)
+    )
+    return sorted(r.status_code for r in responses), responses
+
+
+class TestTheLastPlace:
+    async def test_the_last_place_on_a_route_goes_to_exactly_one_of_two_recipients(self, client, acme, ctx):
+        await import_plan(client, acme, one_van_day(DAY, "A", jobs=1, capacity=2))
+        await import_plan(client, acme, one_van_day(NEXT_DAY.isoformat(), "B", jobs=2, capacity=5))
+        codes, responses = await race(
+            client,
+            acme,
+            [
+                ("/api/v1/deliveries/B1/reschedule", {"window": window(PLAN_DAY, 14)}),
+                ("/api/v1/deliveries/B2/reschedule", {"window": window(PLAN_DAY, 14)}),
+            ],
+        )
+        assert codes == [200, 409], [r.text for r in responses]
+        loser = next(r for r in responses if r.status_code == 409)
+        assert "alternatives" in loser.json()
+        async with ctx.uow() as uow:
+            on_day = (await uow.session.exec(select(func.count()).select_from(Stop))).one()
+        assert on_day == 3  # 1 + the winner on the first day, the loser still on the second
+        assert await violations(ctx) == []
+
+    async def test_the_last_place_of_a_pool_slot_goes_to_exactly_one(self, client, ctx):
+        tenant = await make_tenant(ctx, "racer", settings={"slot_capacity": 1})
+        await import_plan(client, tenant, small_plan())
+        codes, responses = await race(
+            client,
+            tenant,
+            [
+                ("/api/v1/deliveries/T001/reschedule", {"window": window(NEXT_DAY, 10)}),
+                ("/api/v1/deliveries/T002/reschedule", {"window": window(NEXT_DAY, 10)}),
+            ],
+        )
+        assert codes == [200, 409], [r.text for r in responses]
+        async with ctx.uow() as uow:
+            slot = (await uow.session.exec(select(SlotCapacity))).one()
+        assert slot.taken == 1
+
+    async def test_the_last_place_at_a_pickup_point_goes_to_exactly_one(self, client, acme, ctx):
+        plan = small_plan()
+        plan["pickup_points"][0]["capacity"] = 1
+        await import_plan(client, acme, plan)
+        point = (await client.get("/api/v1/deliveries/T001/pickup-points", headers=acme.headers)).json()
+        point_id = next(p["id"] for p in point["pickup_points"] if p["external_id"] == "PP1")
+        codes, responses = await race(
+            client,
+            acme,
+            [
+                ("/api/v1/deliveries/T001/redirect", {"pickup_point": point_id}),
+                ("/api/v1/deliveries/T002/redirect", {"pickup_point": point_id}),
+            ],
+        )
+        assert codes == [200, 409], [r.text for r in responses]
+        async with ctx.uow() as uow:
+            taken = (await uow.session.exec(select(func.count()).select_from(PickupReservation))).one()
+        assert taken == 1
+        assert await violations(ctx) == []
