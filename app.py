@@ -21,7 +21,9 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import col, func, select
 
 from bot.engine import start_engine
+from channels.outbox_worker import install as install_outbox
 from channels.telegram import install as install_telegram
+from channels.twilio import install as install_twilio
 from console.web import install as install_console
 from core.config import Settings
 from core.context import AppContext
@@ -113,6 +115,8 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.include_router(scheduling_api.build_router())
     app.state.starters.append(start_change_webhooks)
     install_console(app)
+    install_twilio(app)
+    install_outbox(app)
     install_telegram(app)
     install_notifications(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
