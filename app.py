@@ -234,6 +234,14 @@ def cmd_telegram_polling(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_understand(args: argparse.Namespace, settings: Settings) -> int:
+    """JSON lines on stdin -> one JSON line each: the intent and time span a message asks for."""
+    from bot.understanding.cli import run
+
+    run(sys.stdin, sys.stdout, timings=args.timings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Doorstep command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     polling = sub.add_parser("telegram-polling", help="development: pull Telegram updates (no webhook)")
     polling.set_defaults(func=cmd_telegram_polling)
+
+    understand = sub.add_parser("understand", help="read messages as JSON lines, print what each asks for")
+    understand.add_argument("--timings", action="store_true", help="add each message's elapsed_ms")
+    understand.set_defaults(func=cmd_understand)
 
     retailer = sub.add_parser("retailer", help="manage retailers")
     retailer_sub = retailer.add_subparsers(dest="action", required=True)

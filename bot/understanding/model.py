@@ -1,0 +1,58 @@
+"""What the understanding layer tells the dialogs: an intent and the details it found."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Intent(enum.StrEnum):
+    where_is_parcel = "where_is_parcel"
+    reschedule = "reschedule"
+    redirect_pickup = "redirect_pickup"
+    white_glove = "white_glove"
+    instructions = "instructions"
+    human = "human"
+    yes = "yes"
+    no = "no"
+    choose_option = "choose_option"
+    change_language = "change_language"
+    thanks = "thanks"
+    goodbye = "goodbye"
+    greeting = "greeting"
+    stop = "stop"
+    start = "start"
+    help = "help"
+    unknown = "unknown"
+
+
+@dataclass(frozen=True)
+class Understanding:
+    intent: Intent
+    language: str | None  # "en" | "fr_CA" | "es" detected from the text, None if no clue
+    window_start: datetime | None  # aware, in the recipient's time zone
+    window_end: datetime | None
+    option: int | None  # "2", "option 2", "the second one", "2️⃣"
+    instructions: str | None  # the instruction text to save on the stop
+    target_language: str | None  # for change_language ("en français" -> "fr_CA")
+    postal_code: str | None  # Canadian postal code, normalised "M5V2A1"
+    tracking: str | None  # a tracking-like token (letters and digits, at least 8 characters)
+    confidence: float
+
+    def as_json(self) -> dict[str, object]:
+        """The shape `python app.py understand` prints."""
+        return {
+            "intent": self.intent.value,
+            "language": self.language,
+            "window": {
+                "start": self.window_start.isoformat() if self.window_start else None,
+                "end": self.window_end.isoformat() if self.window_end else None,
+            },
+            "option": self.option,
+            "instructions": self.instructions,
+            "target_language": self.target_language,
+            "postal_code": self.postal_code,
+            "tracking": self.tracking,
+            "confidence": round(self.confidence, 2),
+        }

@@ -1,0 +1,148 @@
+"""`understand()`: one recipient message in, an `Understanding` out, without any hosted model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.understanding import intents, when
+from bot.understanding.model import Intent, Understanding
+from bot.understanding.text import correct, fold, normalise
+
+COURTESY = intents.COURTESY
+# Intents whose message may carry the time span the recipient wants.
+TIMED_INTENTS = {Intent.reschedule, Intent.white_glove, Intent.redirect_pickup}
+SOCIAL_ORDER = (Intent.no, Intent.yes, Intent.thanks, Intent.goodbye, Intent.greeting)
+LEADING_GREETING = re.compile(
+    r"^\s*(?:hi|hello|hey|bonjour|allo|allô|salut|hola|buenas|buenos d[ií]as)\b[\s,!.:-]*", re.IGNORECASE
+)
+TRAILING_THANKS = re.compile(
+    r"[\s,.!:-]*(?:thanks?(?: you)?(?: so much)?|thx|ty|merci(?: beaucoup)?|gracias|muchas gracias)"
+    r"[\s!.🙏]*$",
+    re.IGNORECASE,
+)
+LOCALE_LANGUAGE = {"en": "en", "fr": "fr_CA", "fr_CA": "fr_CA", "es": "es"}
+MAX_INSTRUCTIONS = 500
+
+
+def understand(text: str, *, locale: str, now: datetime, timezone: str) -> Understanding:
+    """What a recipient's message asks for, relative to `now` in `timezone`.
+
+    `locale` is the recipient's profile language: it decides how dates are read when the message
+    itself gives no clue of its language. `now` may be naive (then it is local time in `timezone`).
+    """
+    zone = ZoneInfo(timezone)
+    local_now = now.replace(tzinfo=zone) if now.tzinfo is None else now.astimezone(zone)
+    raw = text.strip()
+    folded = fold(raw)
+    keyword = intents.carrier_keyword(folded)
+    if keyword is not None:
+        bare = " ".join(re.sub(r"[^a-z ]", " ", folded).split())
+        return _result(keyword, language=intents.KEYWORD_LANGUAGE.get(bare), confidence=1.0)
+
+    postal_code = intents.find_postal_code(raw)
+    tracking = intents.find_tracking(raw, postal_code)
+    # Codes are read from the raw text; the rest of the reading must not see "H2X 1Y4" as "2 a 1".
+    message = normalise(intents.without_codes(raw))
+    language = intents.detect_language(message.tokens, message.accent_hints)
+    option = intents.find_option(message.canonical)
+    timed_text = COURTESY.sub(" ", message.canonical)
+    reading_language = language or LOCALE_LANGUAGE.get(locale, LOCALE_LANGUAGE.get(locale.split("_")[0]))
+    start, end = when.read_window(timed_text, now=local_now, timezone=timezone, language=reading_language)
+    has_window = start is not None or end is not None
+    scores = intents.score(message.canonical)
+
+    intent, confidence = _decide(
+        scores, has_window=has_window, option=option, tracking=tracking, raw=raw, canonical=message.canonical
+    )
+    if intent not in TIMED_INTENTS:
+        start = end = None
+    return Understanding(
+        intent=intent,
+        language=language,
+        window_start=start,
+        window_end=end,
+        option=option if intent is Intent.choose_option else None,
+        instructions=_instruction_text(raw) if intent is Intent.instructions else None,
+        target_language=(
+            intents.find_target_language(message.canonical, message.tokens, language)
+            if intent is Intent.change_language
+            else None
+        ),
+        postal_code=postal_code,
+        tracking=tracking,
+        confidence=confidence,
+    )
+
+
+def _decide(
+    scores: dict[Intent, float],
+    *,
+    has_window: bool,
+    option: int | None,
+    tracking: str | None,
+    raw: str,
+    canonical: str,
+) -> tuple[Intent, float]:
+    content = [(scores[i], i) for i in intents.CONTENT_INTENTS if scores.get(i)]
+    if content:
+        best_score = max(s for s, _ in content)
+        best = next(i for s, i in content if s == best_score)  # ties go to the earlier content intent
+        if best is Intent.where_is_parcel and has_window and scores.get(Intent.reschedule, 0) >= best_score:
+            best = Intent.reschedule
+        return best, min(0.95, 0.45 + 0.15 * best_score)
+    if has_window:
+        return Intent.reschedule, 0.7
+    if option is not None:
+        return Intent.choose_option, 0.9
+    social = {i: scores[i] for i in SOCIAL_ORDER if scores.get(i)}
+    if social:
+        polite = Intent.thanks in social or Intent.goodbye in social
+        if polite and Intent.yes in social and intents.WEAK_YES.search(canonical):
+            strong_yes = intents.WEAK_YES.sub(" ", canonical)
+            if not any(p.search(strong_yes) for i, _, p in intents.CUES if i is Intent.yes):
+                del social[Intent.yes]
+        for intent in SOCIAL_ORDER:
+            if intent in social:
+                return intent, 0.85
+    if tracking is not None:
+        return Intent.where_is_parcel, 0.7
+    del raw
+    return Intent.unknown, 0.0
+
+
+def _instruction_text(raw: str) -> str:
+    text = TRAILING_THANKS.sub("", LEADING_GREETING.sub("", raw))
+    text = " ".join(text.split()) or " ".join(raw.split())
+    return text[:MAX_INSTRUCTIONS]
+
+
+def _result(intent: Intent, *, language: str | None, confidence: float) -> Understanding:
+    return Understanding(
+        intent=intent,
+        language=language,
+        window_start=None,
+        window_end=None,
+        option=None,
+        instructions=None,
+        target_language=None,
+        postal_code=None,
+        tracking=None,
+        confidence=confidence,
+    )
+
+
+def warm_up(languages: Iterable[str] = ("en", "fr_CA", "es")) -> None:
+    """Load dateparser's data for each language and fill the caches, so the first message is fast."""
+    now = datetime.now(ZoneInfo("America/Toronto"))
+    for language in languages:
+        when.warm(LOCALE_LANGUAGE.get(language, language))
+    for sample in (
+        "where is my parcel tomorow after 3",
+        "vendredi matin entre 14h et 16h",
+        "el lunes por la tarde",
+    ):
+        understand(sample, locale="en", now=now, timezone="America/Toronto")
+    correct.cache_info()

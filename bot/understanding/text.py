@@ -1,0 +1,193 @@
+"""Text normalisation: accents folded, emojis and SMS shorthand spelled out, typos corrected.
+
+Everything downstream (language, intent, time) reads the canonical token string this module builds,
+so it is written once per message and every later step is a handful of compiled regular expressions.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from bot.understanding.lexicon import KNOWN_WORDS as LEXICON_WORDS
+from bot.understanding.lexicon import SHORTHAND, words_of
+
+# Emojis people answer with, as words of no language. Keycap digits ("2️⃣") become "option 2".
+EMOJI_WORDS: dict[str, str] = {
+    "👍": " emojiyes ",
+    "👌": " emojiyes ",
+    "✅": " emojiyes ",
+    "✔": " emojiyes ",
+    "☑": " emojiyes ",
+    "🆗": " emojiyes ",
+    "👎": " emojino ",
+    "❌": " emojino ",
+    "✖": " emojino ",
+    "🚫": " emojino ",
+    "🙅": " emojino ",
+    "🙏": " emojithanks ",
+    "💐": " emojithanks ",
+    "🤝": " emojithanks ",
+    "👋": " emojihi ",
+    "📦": " emojiparcel ",
+    "🚚": " emojitruck ",
+    "🚛": " emojitruck ",
+    "❓": " ? ",
+    "❔": " ? ",
+    "🇫🇷": " francais ",
+    "🇪🇸": " espanol ",
+    "🇲🇽": " espanol ",
+    "🇬🇧": " english ",
+    "🇺🇸": " english ",
+}
+FLAG_CA = "🇨🇦"
+KEYCAP = re.compile(r"([0-9])\ufe0f?\u20e3")
+KEYCAP_TEN = "🔟"
+
+ALPHANUMERIC_SHORTHAND = "|".join(
+    sorted((k for k in SHORTHAND if re.search(r"\d", k) and re.search(r"[a-z]", k)), key=len, reverse=True)
+)
+TOKEN = re.compile(
+    r"\b(?:" + ALPHANUMERIC_SHORTHAND + r")\b"  # b4, 2moro, dem1
+    r"|"
+    r"\d{1,2}[:h.]\d{2}(?!\d)"  # 15h30, 15:30, 3.30
+    r"|\d+(?:st|nd|rd|th|er|re|eme|ieme|e)\b"  # ordinals: 28th, 1er, 2e, 3eme
+    r"|\d+"
+    r"|[a-z]+"
+    r"|[?!#@&+/\-,;]|\.(?=\s|$)"
+)
+# Québec's "avant-midi" is the morning; "avant midi" alone is a bound ("before noon").
+PRE_TOKEN = (
+    (re.compile(r"avant-midi"), " avantmidi "),
+    (re.compile(r"\b(l'|en|ce|cet|d'|le|un|ton|mon|votre)\s*avant midi\b"), r"\1 avantmidi "),
+    (re.compile(r"apres-midi|(?<!pas )(?<!jamais )\bapres midi\b"), " apresmidi "),
+)
+# English contractions lose their apostrophe ("won't" -> "wont"); French elisions become a space.
+CONTRACTION = re.compile(r"([a-z])'(t|s|m|re|ve|ll|d)\b")
+HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
+REPEATS = re.compile(r"([a-z])\1{2,}")
+
+
+@dataclass(frozen=True)
+class Normalised:
+    raw: str
+    folded: str  # lower case, accents folded, emojis spelled out
+    tokens: tuple[str, ...]  # shorthand expanded and typos corrected
+    canonical: str  # " " + " ".join(tokens) + " ": what the patterns match
+    accent_hints: dict[str, int]  # language -> count of letters or marks only that language uses
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: "Après-midi" -> "apres-midi", "mañana" -> "manana"."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return stripped.replace("œ", "oe").replace("æ", "ae").replace("’", "'").replace("–", "-")
+
+
+def accent_hints(text: str) -> dict[str, int]:
+    lowered = text.lower()
+    hints = {
+        "es": sum(lowered.count(c) for c in "ñ¿¡áíóú"),
+        "fr_CA": sum(lowered.count(c) for c in "çèêàâîôûëïœ"),
+    }
+    return {k: v for k, v in hints.items() if v}
+
+
+def spell_emojis(text: str) -> str:
+    text = KEYCAP.sub(lambda m: f" option {m.group(1)} ", text).replace(KEYCAP_TEN, " option 10 ")
+    text = text.replace(FLAG_CA, " ")
+    for emoji, words in EMOJI_WORDS.items():
+        if emoji in text:
+            text = text.replace(emoji, words)
+    # Any other pictograph (smileys, hearts...) is noise for understanding.
+    return "".join(" " if unicodedata.category(c) in ("So", "Sk", "Cs", "Co") else c for c in text)
+
+
+@lru_cache(maxsize=50_000)
+def correct(token: str) -> str:
+    """The known word a typo most likely meant, or the token itself.
+
+    Only letters are corrected, only from four letters up, at most one edit below eight letters and
+    two from there, and the first letter must be kept (or swapped with the second): recipients'
+    typos are mostly inside words, and a wider net turns ordinary words into cue words.
+    """
+    if token in KNOWN_WORDS or len(token) < 4 or not token.isalpha():
+        return token
+    squeezed = REPEATS.sub(r"\1", token)
+    if squeezed in KNOWN_WORDS:
+        return squeezed
+    doubled = REPEATS.sub(r"\1\1", token)
+    if doubled in KNOWN_WORDS:
+        return doubled
+    token = doubled
+    limit = 1 if len(token) < 8 else 2
+    candidates = KNOWN_WORDS_BY_INITIAL.get(token[0], ()) + KNOWN_WORDS_BY_INITIAL.get(token[1], ())
+    matches = process.extract(token, candidates, scorer=OSA.distance, score_cutoff=limit, limit=8)
+    if not matches:
+        return token
+    # Among equally close words, the one sharing the longest beginning ("wher" -> "where", not "when").
+    word: str = min(matches, key=lambda m: (m[1], -_common_prefix(token, m[0]), abs(len(m[0]) - len(token))))[
+        0
+    ]
+    if len(word) < 4 or (word[0] != token[0] and not (word[0] == token[1] and word[1] == token[0])):
+        return token
+    return word
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _vocabulary() -> frozenset[str]:
+    """Every word the lexicon, the intent reader and the window reader name."""
+    from bot.understanding import intents, when
+
+    words = set(LEXICON_WORDS)
+    for module in (intents, when):
+        for value in vars(module).values():
+            if isinstance(value, re.Pattern):
+                words |= words_of(value.pattern)
+    words |= {w for _name, p in when.PART_PATTERNS for w in words_of(p.pattern)}
+    return frozenset(w for w in words if w.isalpha())
+
+
+KNOWN_WORDS = _vocabulary()
+
+
+def _by_initial() -> dict[str, tuple[str, ...]]:
+    groups: dict[str, list[str]] = {}
+    for word in sorted(KNOWN_WORDS):
+        if len(word) >= 4:
+            groups.setdefault(word[0], []).append(word)
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+KNOWN_WORDS_BY_INITIAL = _by_initial()
+
+
+def normalise(text: str) -> Normalised:
+    folded = fold(spell_emojis(text))
+    for pattern, replacement in PRE_TOKEN:
+        folded = pattern.sub(replacement, folded)
+    folded = HYPHEN.sub(" ", CONTRACTION.sub(r"\1\2", folded))
+    tokens: list[str] = []
+    for token in TOKEN.findall(folded):
+        expansion = SHORTHAND.get(token)
+        if expansion is not None:
+            tokens.extend(expansion.split())
+        else:
+            fixed = correct(token)
+            expansion = SHORTHAND.get(fixed)
+            tokens.extend(expansion.split() if expansion is not None else [fixed])
+    canonical = " " + " ".join(tokens) + " "
+    return Normalised(text, folded, tuple(tokens), canonical, accent_hints(text))
