@@ -1,12 +1,13 @@
 """Alembic environment: migrations run with a synchronous driver, batch mode for SQLite."""
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import engine_from_config, pool, text
 from sqlmodel import SQLModel
 
 import core.models  # noqa: F401 - registers every table on SQLModel.metadata
 
 config = context.config
+MIGRATION_LOCK_KEY = 7_104_452_310_990_017  # any constant; distinct from core.leader's keys
 target_metadata = SQLModel.metadata
 
 
@@ -38,6 +39,9 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # N processes starting together: one migrates, the others wait here and find it done
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 
