@@ -62,6 +62,16 @@ OPTION_NUMBER = re.compile(
         r"(?P<t>\d{1,2})(?! ?(?:h|am|pm|st|nd|rd|th|:|/))"
     )
 )
+NUMBER_WORDS = {
+    **dict.fromkeys(["one", "un", "une", "uno", "una"], 1),
+    **dict.fromkeys(["two", "deux", "dos"], 2),
+    **dict.fromkeys(["three", "trois", "tres"], 3),
+    **dict.fromkeys(["four", "quatre", "cuatro"], 4),
+    **dict.fromkeys(["five", "cinq", "cinco"], 5),
+}
+OPTION_WORD = re.compile(
+    WORD_PATTERN(r"(?:option|opcion|choix|number|numero) (?P<w>" + "|".join(NUMBER_WORDS) + r")")
+)
 OPTION_ORDINAL = re.compile(
     WORD_PATTERN(
         r"(?:the |le |la |el |l )?(?P<o>" + _ORDINAL_WORDS + r")"
@@ -148,6 +158,8 @@ def score(canonical: str) -> dict[Intent, float]:
 
 
 def find_option(canonical: str) -> int | None:
+    if m := OPTION_WORD.search(canonical):
+        return NUMBER_WORDS[m.group("w")]
     if m := OPTION_NUMBER.search(canonical):
         return int(m.group("n") or m.group("t"))
     bare = FILLER.sub(" ", canonical).split()

@@ -126,7 +126,6 @@ SHORTHAND: dict[str, str] = {
     "coz": "because",
     "asap": "as soon as possible",
     "bday": "birthday",
-    "mon": "monday",
     "tue": "tuesday",
     "tues": "tuesday",
     "wed": "wednesday",
@@ -204,7 +203,6 @@ SHORTHAND: dict[str, str] = {
     "mer": "mercredi",
     "jeu": "jeudi",
     "ven": "vendredi",
-    "sam": "samedi",
     "dim": "dimanche",
     "apres-midi": "apres midi",
     "weekend": "week end",
@@ -263,7 +261,6 @@ SHORTHAND: dict[str, str] = {
     "jue": "jueves",
     "vie": "viernes",
     "sab": "sabado",
-    "dom": "domingo",
     "finde": "fin de semana",
     "vdd": "verdad",
     "tmbn": "tambien",
@@ -299,6 +296,7 @@ LANGUAGE_WORDS: dict[str, frozenset[str]] = {
         serai absent travail bonne journee moi c qui quoi ca ouais allo d accord correct ben puis
         avant-midi plait nous veux voudrais aimerais peut etre mais alors donc sonnette interphone
         cueillette casier point relais francais anglais espagnol hein suivi chemin rendu avantmidi
+        ai besoin euh mieux irait expediee
         apresmidi clientele merci mrc installation montage installer laisser
         laissez deposer boite lettres au aux sur sous derriere devant encore toujours recu arrive
         arriver changer modifier reporter deplacer heure quelle combien temps premier premiere deuxieme
@@ -312,11 +310,11 @@ LANGUAGE_WORDS: dict[str, frozenset[str]] = {
         alguien persona hora horas puede pueden puedo quiero necesito casa trabajo mejor vale claro ya
         y llega llegar llegara viene vienen mediodia medianoche dejar dejen dejalo timbre codigo portero
         conserje buzon recoger recogerlo sucursal tienda instalacion instalar armar montar ingles
-        espanol frances adios luego chau nada muchas muy bien primero primera segundo segunda tercero
+        espanol frances adios luego chau nada muchas muy primero primera segundo segunda tercero
         tercera opcion todavia aun cambiar reprogramar otro otra dia favor perfecto genial sí si pero
         entonces tambien ahora desde hasta antes cuanto falta rastreo seguimiento estado
         porton garaje perro tocar numero nadie quien este servicio cliente dale nop vemos quedo acuerdo
-        jajaja jaja hablo hablas quisiera saber envio"""
+        jajaja jaja hablo hablas quisiera saber envio quiero sirve instalen"""
     ),
 }
 
@@ -681,12 +679,84 @@ INTENT_CUES: list[tuple[str, float, str]] = [
     ),
 ]
 
+# Further cues, one family per entry, written as recipients' own phrasings turned up.
+INTENT_CUES += [
+    (
+        "where_is_parcel",
+        3,
+        r"when\b.{0,40}\b(?:delivered|deliver|arrive|arriving|come|coming|get here|be here|here|show up)"
+        r"|any idea when|supposed to (?:get|arrive|come|be delivered|receive)|(?:shipped|dispatched|sent out)"
+        r"|(?:truck|driver|courier|van) .{0,15}(?:close|near|nearby|far|away)",
+    ),
+    (
+        "where_is_parcel",
+        3,
+        r"quand\b ?(?:\?|exactement|svp|s il vous plait)|livrez quand|livrer quand|passez quand|vient quand"
+        r"|(?:est|sont) ou|ou (?:est |c est )?rendu|(?:expedie|expediee|envoye|envoyee|parti|partie)\b"
+        r"|(?:camion|livreur) .{0,15}(?:proche|loin|bientot|arrive)|arrive bientot|bientot la",
+    ),
+    (
+        "where_is_parcel",
+        3,
+        r"cuando\b ?(?:\w+ ){0,2}(?:llega|llegan|llegara|viene|vienen|entregan|entrega|traen|pasan|pasa)"
+        r"|(?:enviaron|enviado|enviada|despacharon|despachado|salio)\b|esperando (?:el|mi|la|mis|los)"
+        r"|por donde (?:viene|va|anda)|(?:camion|repartidor) .{0,15}(?:cerca|lejos)|llega pronto",
+    ),
+    (
+        "where_is_parcel",
+        2,
+        r"waiting (?:for|on) (?:it|my|the)|j attends (?:mon|ma|mes|le|la|les|toujours|encore)|"
+        r"attend (?:mon|ma)"
+        r"|llevo (?:\w+ ){0,3}esperando|estoy esperando",
+    ),
+    (
+        "human",
+        4,
+        r"quelqu un (?:a qui|avec qui|pour)|(?:someone|somebody|anyone|quelqu un|"
+        r"alguien) .{0,20}(?:parler|hablar|talk|speak)"
+        r"|comunican con|comunicarme con|comunicame con|comunicar con|ponganme con|pasenme con",
+    ),
+    ("white_glove", 4, r"armen|arme|armarla|armenlo|monten|montarlo|instale|instalenlo|installe|installent"),
+    (
+        "redirect_pickup",
+        4,
+        r"point de service|point de vente|hold it at|keep it at|hold (?:it|the package) for me",
+    ),
+]
+
+INTENT_CUES += [
+    (
+        "where_is_parcel",
+        3,
+        r"(?:get|got|been|was|were|it) delivered|how far|livre \?|entregado \?|entregaron",
+    ),
+    ("white_glove", 4, r"put (?:\w+ ){0,3}together"),
+    ("redirect_pickup", 4, r"recojo|recoge|lo recojo|en la tienda|a la tienda|al local|en el local"),
+    (
+        "choose_option",
+        4,
+        r"(?:option|opcion|choix|number|numero) (?:one|two|three|four|five|un|une|deux|trois|quatre|cinq"
+        r"|uno|una|dos|tres|cuatro|cinco)",
+    ),
+]
+
+INTENT_CUES += [
+    (
+        "reschedule",
+        2,
+        r"(?:pueden|puede|podrian|podria|pueda|puedan) (?:venir|pasar|traer|entregar|mandar|llevar)(?:lo|"
+        r"la|los|las|me)?",
+    ),
+]
+
 # Phrases that are greetings or good wishes, not times ("good morning", "buenas tardes"): removed
 # from the text the window reader sees.
 COURTESY_TIME_PHRASES = _w(
     r"good (?:morning|afternoon|evening|night)|have a (?:good|nice|great) (?:day|night|evening|afternoon|"
     r"weekend|week end)"
     r"|bon matin|bonne (?:journee|soiree|nuit|apres midi|fin de semaine)|bon apres midi"
+    r"|hasta manana|hasta el (?:lunes|martes|miercoles|jueves|viernes|sabado|domingo)|a demain|"
+    r"see you tomorrow"
     r"|buenos dias|buenas (?:tardes|noches)|buen dia|que tengas (?:buen|buena|un buen|una buena) \w+"
 )
 
@@ -708,7 +778,16 @@ mas tardar mismo avantmidi apresmidi"""
 )
 
 COMMON_WORDS = _words(
-    """there here were where their they them then than that those these what which who whom
+    """entregarlo entregarla entregarme entregarlos traerlo traerla traermelo mandarlo mandarla enviarlo
+llevarlo llevarla dejarmelo pasarlo
+proche pres loin bientot besoin ai avons lave vaisselle laveuse secheuse frigo meuble lit table
+chaise bureau porte fenetre quelqu on qu expedie expediee envoye depuis toute journee matinee mieux irait
+chemin route cote entree escalier etage sous-sol exactement vraiment juste seulement encore aussi aussi
+shipped shipping close nearby idea supposed since morning whole hold keep send sent chair couch table bed
+desk fridge washer dryer dishwasher stove entrance stairs basement upstairs downstairs
+envio enviaron enviado pronto cerca lejos armen arme cama mesa silla sillon refrigerador lavadora secadora
+entrada escalera sotano piso toda todo llevo esperando comunican comunicar alguien mismo misma yo
+there here were where their they them then than that those these what which who whom
 whose why how have has had having want wants need needs must should would could can will shall may might
 get got give gave take took make made know knew think see saw look find told tell said say says ask asked
 work working works home house place address street avenue road parcel package order box delivery driver

@@ -158,7 +158,7 @@ PART_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "morning",
         _w(
-            r"(?:this |in the |tomorrow |the )?morning|mornings|(?<! i )am|matin|matinee|avantmidi|(?:por|"
+            r"(?:this |in the |the )?morning|mornings|(?<! i )am|matin|matinee|avantmidi|(?:por|"
             r"en|de|a|esta|la) la manana|esta manana|por la manana|la manana"
         ),
     ),
@@ -244,6 +244,12 @@ ABSENCE = _w(
     r"|no (?:voy a estar|estare|estoy|estaremos|hay nadie)|estoy en el trabajo|trabajo|fuera de casa|"
     r"ocupad[oa]"
 )
+# Time already spent, not asked for: "since this morning", "toute la journée", "toda la mañana".
+ELAPSED = _w(
+    r"(?:since|depuis|desde hace) (?:this |ce |cet |esta |este )?\w+|all (?:morning|day|afternoon|week)"
+    r"|toute la (?:matinee|journee|semaine)|tout l apresmidi|toda la (?:manana|tarde|semana)|todo el dia"
+    r"|desde (?:esta|hoy|ayer)(?: \w+)?"
+)
 CLAUSE_BREAK = re.compile(
     r" (?:,|;|\.|!|\?|but|mais|pero|so|donc|alors|entonces|because|parce que|porque|car) "
 )
@@ -260,6 +266,7 @@ class Reading:
     start: int | None = None  # minutes since midnight
     end: int | None = None
     found: list[str] = field(default_factory=list)
+    context_day: date | None = None  # the day an exclusion spoke of
 
     @property
     def has_time(self) -> bool:
@@ -304,7 +311,7 @@ def _consume(text: str, match: re.Match[str]) -> str:
 
 def read_clause(text: str, *, today: date, language: str | None, now: datetime) -> Reading:
     reading = Reading()
-    text = AFTER_WORK.sub(" after 17 h ", text)
+    text = ELAPSED.sub(" ", AFTER_WORK.sub(" after 17 h ", text))
     absent = bool(ABSENCE.search(text))
     if absent and (m := UNTIL_DAY.search(text)):
         _read_day(m.group(0), reading, today=today, language=language, now=now)
@@ -375,8 +382,9 @@ def read_clause(text: str, *, today: date, language: str | None, now: datetime) 
     if reading.day is None:
         _read_day(text, reading, today=today, language=language, now=now)
     if absent and reading.start is None and reading.end is None:
-        # "not home tomorrow morning": an exclusion, not a request.
-        return Reading()
+        # "not home tomorrow morning": an exclusion, not a request; its day may frame the next clause
+        # ("out tomorrow morning, afternoon would be better").
+        return Reading(context_day=reading.day)
     return reading
 
 
@@ -459,6 +467,7 @@ def read_window(
     merged = Reading()
     for clause in CLAUSE_BREAK.split(canonical):
         reading = read_clause(f" {clause} ", today=today, language=language, now=local_now)
+        merged.context_day = merged.context_day or reading.context_day
         if merged.day is None and reading.day is not None:
             merged.day, merged.day_end, merged.explicit_today = (
                 reading.day,
@@ -480,6 +489,8 @@ def read_window(
             and (merged.start is None or reading.end > merged.start)
         ):
             merged.end = reading.end
+    if merged.day is None and merged.has_time and merged.context_day is not None:
+        merged.day = merged.context_day
     return _resolve(merged, local_now, zone)
 
 
