@@ -399,3 +399,47 @@ class TestWhatsAppWindow:
         await put(app_ctx, Channel.whatsapp, retailer_id=tenant.retailer_id, recipient_id=recipient_id)
         await drain(app_ctx)
         assert len(twilio_api.messages) == 1
+
+
+class TestEndToEnd:
+    async def test_a_signed_sms_reaches_the_real_engine_and_its_reply_goes_out_through_twilio(
+        self, client: AsyncClient, app_ctx: AppContext, twilio_api: FakeTwilioApi, acme
+    ):
+        from tests.plans import small_plan
+        from tests.twilio_support import inbound_form, post_signed
+
+        assert (
+            await client.post("/api/v1/plans", json=small_plan(), headers=acme.headers)
+        ).status_code == 201
+        response = await post_signed(
+            client, "/webhooks/twilio/messages", inbound_form(body="When is my parcel coming?")
+        )
+        assert response.status_code == 200 and response.text.endswith("<Response/>")
+        report = await drain(app_ctx)
+        assert report.sent >= 1
+        (reply, *_) = twilio_api.sent_to(RECIPIENT)
+        assert reply.from_ == SHARED_SMS and reply.body
+        assert "T001" in reply.body and "\nReply 1 for " in reply.body  # numbered options on SMS
+        async with app_ctx.uow() as uow:
+            from sqlmodel import select
+
+            rows = (
+                await uow.session.exec(select(OutboxMessage).where(OutboxMessage.provider_id == reply.sid))
+            ).all()
+        assert len(rows) == 1 and rows[0].encoding in ("GSM-7", "UCS-2")
+
+    async def test_twilios_status_callback_for_a_sent_message_reaches_its_row(
+        self, client: AsyncClient, app_ctx: AppContext, twilio_api: FakeTwilioApi
+    ):
+        from tests.twilio_support import post_signed
+
+        row_id = await put(app_ctx)
+        await drain(app_ctx)
+        (message,) = twilio_api.messages
+        callback = urlsplit(message.status_callback or "")
+        path = f"{callback.path}?{callback.query}"
+        for status in ("sent", "delivered", "sent"):
+            response = await post_signed(client, path, twilio_api.callback_form(message, status))
+            assert response.status_code == 204
+        row = await row_of(app_ctx, row_id)
+        assert (row.status, row.provider_id) == (OutboxStatus.delivered, message.sid)
