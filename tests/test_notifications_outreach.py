@@ -1,0 +1,346 @@
+"""Proactive notifications: planned from events, fired once, at decent local hours, on one channel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import col, select
+
+from core.consent import set_opt_out
+from core.models import (
+    Channel,
+    Conversation,
+    Delivery,
+    DeliveryStatus,
+    Notification,
+    OutboxMessage,
+    Recipient,
+    Retailer,
+)
+from notifications.outreach import fire_notifications, make_event_handler
+from scheduling import events as ev
+from scheduling.plans import import_plan
+from tests.conftest import make_tenant
+from tests.plans import small_plan
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# The plan is for Thursday Dec 3, 2026 (EST, UTC-5); it is imported Wednesday at 10:00.
+WEDNESDAY_10 = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+
+
+async def setup(ctx, now=WEDNESDAY_10, day="2026-12-03", **retailer_settings):
+    clock = Clock(now)
+    ctx.clock = clock
+    ctx.event_handlers.append(make_event_handler(ctx))
+    tenant = await make_tenant(ctx, "acme", **retailer_settings)
+    async with ctx.uow() as uow:
+        retailer = await uow.session.get(Retailer, tenant.retailer_id)
+        await import_plan(uow, retailer, small_plan(day=day))
+    return clock, tenant
+
+
+async def rows(ctx, model, *where):
+    async with ctx.uow() as uow:
+        return list((await uow.session.exec(select(model).where(*where))).all())
+
+
+async def delivery(ctx, tracking):
+    return (await rows(ctx, Delivery, Delivery.tracking == tracking))[0]
+
+
+async def notes_of(ctx, tracking):
+    d = await delivery(ctx, tracking)
+    return {n.event: n for n in await rows(ctx, Notification, Notification.delivery_id == d.id)}
+
+
+async def update(ctx, model, row_id, **values):
+    async with ctx.uow() as uow:
+        row = await uow.session.get(model, row_id)
+        for key, value in values.items():
+            setattr(row, key, value)
+        uow.session.add(row)
+        await uow.commit()
+
+
+class TestPlanning:
+    async def test_an_imported_plan_owes_each_recipient_three_messages_at_local_times(self, ctx):
+        await setup(ctx)
+        notes = await notes_of(ctx, "T001")
+        assert set(notes) == {"window_assigned", "day_before_reminder", "out_for_delivery"}
+        assert notes["window_assigned"].due_at == WEDNESDAY_10
+        assert notes["day_before_reminder"].due_at == datetime(2026, 12, 2, 23, tzinfo=UTC)  # 18:00 EST
+        assert notes["out_for_delivery"].due_at == datetime(2026, 12, 3, 13, tzinfo=UTC)  # 08:00 EST
+
+    async def test_the_reminder_time_is_the_retailers_setting(self, ctx):
+        await setup(ctx, settings={"reminder_time": "17:30", "morning_time": "07:45"})
+        notes = await notes_of(ctx, "T001")
+        assert notes["day_before_reminder"].due_at == datetime(2026, 12, 2, 22, 30, tzinfo=UTC)
+        assert notes["out_for_delivery"].due_at == datetime(2026, 12, 3, 12, 45, tzinfo=UTC)
+
+    async def test_reminders_follow_the_wall_clock_across_the_november_dst_change(self, ctx):
+        # Monday Nov 2, 2026: the reminder is Sunday Nov 1 at 18:00 EST, the day clocks fell back
+        await setup(ctx, now=datetime(2026, 10, 30, 14, tzinfo=UTC), day="2026-11-02")
+        notes = await notes_of(ctx, "T001")
+        assert notes["day_before_reminder"].due_at == datetime(2026, 11, 1, 23, tzinfo=UTC)
+        assert notes["out_for_delivery"].due_at == datetime(2026, 11, 2, 13, tzinfo=UTC)
+
+    async def test_reminders_follow_the_wall_clock_across_the_march_dst_change(self, ctx):
+        # Monday Mar 15, 2027: the reminder is Sunday Mar 14 at 18:00 EDT, the day clocks sprang forward
+        await setup(ctx, now=datetime(2027, 3, 12, 14, tzinfo=UTC), day="2027-03-15")
+        notes = await notes_of(ctx, "T001")
+        assert notes["day_before_reminder"].due_at == datetime(2027, 3, 14, 22, tzinfo=UTC)
+        assert notes["out_for_delivery"].due_at == datetime(2027, 3, 15, 12, tzinfo=UTC)
+
+    async def test_an_event_published_twice_owes_one_notification(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await ctx.publish([ev.WindowAssigned(d.retailer_id, d.id, d.window_start, d.window_end)])
+        assert len(await rows(ctx, Notification, Notification.delivery_id == d.id)) == 3
+
+    async def test_a_late_import_owes_no_reminder_already_past(self, ctx):
+        await setup(ctx, now=datetime(2026, 12, 3, 1, tzinfo=UTC))  # 20:00 the evening before
+        assert "day_before_reminder" not in await notes_of(ctx, "T001")
+
+
+class TestFiring:
+    async def test_due_notifications_become_one_outbox_row_each_and_fire_once(self, ctx):
+        _clock, tenant = await setup(ctx)
+        first = await fire_notifications(ctx)
+        assert first.sent == 5
+        again = await fire_notifications(ctx)
+        assert again.sent == 0
+        outbox = await rows(ctx, OutboxMessage)
+        assert len(outbox) == 5
+        assert all(m.idempotency_key.startswith("notif:") for m in outbox)
+        d = await delivery(ctx, "T001")
+        message = next(m for m in outbox if m.recipient_id == d.recipient_id)
+        assert message.channel == Channel.sms and message.to_address == "+14165550101"
+        assert "Acme" in message.body and "STOP" in message.body
+        assert f"https://t.me/DoorstepDemoBot?start={d.telegram_link_token}" in message.body
+        assert [o["payload"] for o in message.options] == ["menu:reschedule", "menu:pickup"]
+        assert message.retailer_id == tenant.retailer_id
+
+    async def test_each_recipient_reads_their_own_language(self, ctx):
+        await setup(ctx)
+        await fire_notifications(ctx)
+        bodies = {m.to_address: m.body for m in await rows(ctx, OutboxMessage)}
+        assert "votre livraison" in bodies["+14165550102"] and "jeu. 3 déc." in bodies["+14165550102"]
+        assert "su entrega" in bodies["+14165550103"] and "jue, 3 dic" in bodies["+14165550103"]
+
+    async def test_the_conversation_remembers_the_options_offered(self, ctx):
+        await setup(ctx)
+        await fire_notifications(ctx)
+        d = await delivery(ctx, "T001")
+        conversation = (await rows(ctx, Conversation, Conversation.address == "+14165550101"))[0]
+        assert conversation.delivery_id == d.id and conversation.channel == Channel.sms
+        assert conversation.state["dialog"]["options"][0]["payload"] == "menu:reschedule"
+
+    async def test_the_reminder_fires_at_its_time_and_not_before(self, ctx):
+        clock, _ = await setup(ctx)
+        await fire_notifications(ctx)
+        clock.now = datetime(2026, 12, 2, 22, 59, tzinfo=UTC)
+        assert (await fire_notifications(ctx)).sent == 0
+        clock.now = datetime(2026, 12, 2, 23, 0, tzinfo=UTC)
+        assert (await fire_notifications(ctx)).sent == 5
+        bodies = [
+            m.body for m in await rows(ctx, OutboxMessage, col(OutboxMessage.body).contains("tomorrow"))
+        ]
+        assert len(bodies) == 3  # the English ones
+
+
+class TestQuietHours:
+    async def test_a_message_due_at_night_waits_for_the_morning_in_the_plans_time_zone(self, ctx):
+        clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 3, 30, tzinfo=UTC))  # 22:30 EST
+        summary = await fire_notifications(ctx)
+        assert summary.sent == 0 and summary.postponed == 5
+        notes = await notes_of(ctx, "T001")
+        assert notes["window_assigned"].due_at == datetime(2026, 12, 3, 13, tzinfo=UTC)
+        clock.now = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
+        assert (await fire_notifications(ctx)).sent == 10  # the window messages, then the morning ones
+
+    async def test_quiet_hours_are_the_retailers(self, ctx):
+        _clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 3, 30, tzinfo=UTC), quiet_hours_start="23:00")
+        assert (await fire_notifications(ctx)).sent == 5
+
+
+class TestConsentAndChannels:
+    async def test_an_sms_opt_out_is_honoured(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        async with ctx.uow() as uow:
+            recipient = await uow.session.get(Recipient, d.recipient_id)
+            set_opt_out(recipient, Channel.sms, True, WEDNESDAY_10)
+            uow.session.add(recipient)
+            await uow.commit()
+        summary = await fire_notifications(ctx)
+        assert summary.suppressed == 1 and summary.sent == 4
+        assert not await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert (await notes_of(ctx, "T001"))["window_assigned"].status == "suppressed"
+
+    async def test_a_linked_telegram_comes_first_and_the_opt_out_is_per_channel(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await update(ctx, Recipient, d.recipient_id, telegram_chat_id=4242)
+        await fire_notifications(ctx)
+        sent = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert [(m.channel, m.to_address) for m in sent] == [(Channel.telegram, "4242")]
+
+    async def test_never_two_channels_for_one_notification(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await update(ctx, Recipient, d.recipient_id, telegram_chat_id=4242, preferred_channel=Channel.sms)
+        await fire_notifications(ctx)
+        await fire_notifications(ctx)
+        sent = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert [m.channel for m in sent] == [Channel.sms]
+
+    async def test_whatsapp_outside_the_24_hours_without_a_template_falls_back_to_sms(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await update(
+            ctx,
+            Recipient,
+            d.recipient_id,
+            preferred_channel=Channel.whatsapp,
+            whatsapp_last_inbound_at=WEDNESDAY_10 - timedelta(hours=30),
+        )
+        await fire_notifications(ctx)
+        sent = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert [m.channel for m in sent] == [Channel.sms]
+
+    async def test_whatsapp_inside_the_24_hours_is_free_text(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await update(
+            ctx,
+            Recipient,
+            d.recipient_id,
+            preferred_channel=Channel.whatsapp,
+            whatsapp_last_inbound_at=WEDNESDAY_10 - timedelta(hours=2),
+        )
+        await fire_notifications(ctx)
+        (sent,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert sent.channel == Channel.whatsapp and sent.content_sid is None and "Acme" in sent.body
+
+    async def test_whatsapp_outside_the_24_hours_uses_the_approved_template(self, ctx):
+        sid = "HX" + "ab" * 16
+        await setup(ctx, settings={"whatsapp_templates": {"window_assigned": {"content_sid": sid}}})
+        d = await delivery(ctx, "T001")
+        await update(ctx, Recipient, d.recipient_id, preferred_channel=Channel.whatsapp)
+        await fire_notifications(ctx)
+        (sent,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert sent.channel == Channel.whatsapp and sent.content_sid == sid
+        assert sent.content_variables["1"] == "Acme" and sent.content_variables["2"] == "T001"
+
+
+class TestChanges:
+    async def test_a_window_moved_to_another_day_moves_the_reminders(self, ctx):
+        _clock, _ = await setup(ctx)
+        d = await delivery(ctx, "T001")
+        start, end = d.window_start + timedelta(days=1), d.window_end + timedelta(days=1)
+        await update(ctx, Delivery, d.id, window_start=start, window_end=end)
+        await ctx.publish([ev.DeliveryRescheduled(d.retailer_id, d.id, start, end, actor="agent:7")])
+        notes = await rows(ctx, Notification, Notification.delivery_id == d.id)
+        by_key = {n.dedupe_key.rsplit(":", 1)[-1] if "reminder" in n.event else n.event: n for n in notes}
+        assert by_key["2026-12-03"].status == "cancelled" and by_key["2026-12-04"].status == "scheduled"
+        assert by_key["2026-12-04"].due_at == datetime(2026, 12, 3, 23, tzinfo=UTC)
+        summary = await fire_notifications(ctx)
+        # the first window's message is no longer true: skipped; the confirmation goes out
+        assert summary.skipped == 1
+        (mine,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert "now arrives Fri, Dec 4" in mine.body
+
+    async def test_a_recipients_own_reschedule_is_confirmed_by_the_bot_not_again_here(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await ctx.publish(
+            [ev.DeliveryRescheduled(d.retailer_id, d.id, d.window_start, d.window_end, actor="recipient")]
+        )
+        assert "reschedule_confirmed" not in await notes_of(ctx, "T001")
+
+    async def test_a_redirect_cancels_what_was_owed(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await update(ctx, Delivery, d.id, status=DeliveryStatus.redirected)
+        await ctx.publish([ev.RedirectedToPickup(d.retailer_id, d.id, 1, actor="agent:1")])
+        notes = await notes_of(ctx, "T001")
+        assert (
+            notes["day_before_reminder"].status == "cancelled"
+            and notes["out_for_delivery"].status == "cancelled"
+        )
+        assert notes["redirect_confirmed"].status == "scheduled"
+
+    async def test_a_cancelled_delivery_owes_nothing(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        await update(ctx, Delivery, d.id, status=DeliveryStatus.cancelled)
+        await ctx.publish([ev.DeliveryCancelled(d.retailer_id, d.id)])
+        assert {n.status for n in (await notes_of(ctx, "T001")).values()} == {"cancelled"}
+
+    async def test_another_retailers_event_touches_nothing(self, ctx):
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        other = await make_tenant(ctx, "globex")
+        await ctx.publish([ev.DeliveryCancelled(other.retailer_id, d.id)])
+        assert "cancelled" not in {n.status for n in (await notes_of(ctx, "T001")).values()}
+
+
+class TestDriverProgress:
+    async def test_arriving_soon_fires_once_when_a_few_stops_away(self, ctx):
+        clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 14, tzinfo=UTC))
+        await fire_notifications(ctx)
+        d = await delivery(ctx, "T001")
+        await ctx.publish([ev.EtaChanged(d.retailer_id, d.id, clock.now + timedelta(hours=2), stops_away=8)])
+        assert "arriving_soon" not in await notes_of(ctx, "T001")
+        await ctx.publish(
+            [ev.EtaChanged(d.retailer_id, d.id, clock.now + timedelta(minutes=50), stops_away=2)]
+        )
+        await fire_notifications(ctx)
+        await ctx.publish(
+            [ev.EtaChanged(d.retailer_id, d.id, clock.now + timedelta(minutes=20), stops_away=1)]
+        )
+        await fire_notifications(ctx)
+        sent = await rows(
+            ctx,
+            OutboxMessage,
+            col(OutboxMessage.idempotency_key).like("notif:%"),
+            OutboxMessage.recipient_id == d.recipient_id,
+        )
+        arriving = [m for m in sent if m.template_key == "arriving_soon"]
+        assert len(arriving) == 1 and "2 stops away" in arriving[0].body and "9:50 AM" in arriving[0].body
+
+    async def test_arriving_soon_fires_within_thirty_minutes_whatever_the_stops(self, ctx):
+        clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 14, tzinfo=UTC))
+        d = await delivery(ctx, "T001")
+        await ctx.publish(
+            [ev.EtaChanged(d.retailer_id, d.id, clock.now + timedelta(minutes=25), stops_away=9)]
+        )
+        assert "arriving_soon" in await notes_of(ctx, "T001")
+
+    async def test_delivered_carries_the_proof(self, ctx):
+        _clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 16, tzinfo=UTC))
+        d = await delivery(ctx, "T001")
+        proof = {"signer": "Ada", "photo_url": "https://proof.example.com/p/1"}
+        await update(ctx, Delivery, d.id, status=DeliveryStatus.delivered, proof=proof)
+        await ctx.publish([ev.Delivered(d.retailer_id, d.id, proof=proof)])
+        await fire_notifications(ctx)
+        (done,) = [m for m in await rows(ctx, OutboxMessage) if m.template_key == "delivered"]
+        assert "Signed by Ada" in done.body and "https://proof.example.com/p/1" in done.body
+
+    async def test_a_failed_attempt_offers_to_reschedule_or_redirect(self, ctx):
+        _clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 16, tzinfo=UTC))
+        d = await delivery(ctx, "T001")
+        await update(ctx, Delivery, d.id, status=DeliveryStatus.failed)
+        await ctx.publish([ev.AttemptFailed(d.retailer_id, d.id, reason="nobody home")])
+        await fire_notifications(ctx)
+        (failed,) = [m for m in await rows(ctx, OutboxMessage) if m.template_key == "attempt_failed"]
+        assert "(nobody home)" in failed.body
+        assert [o["payload"] for o in failed.options] == ["menu:reschedule", "menu:pickup", "menu:person"]

@@ -1,0 +1,88 @@
+"""The APScheduler job store: jobs persist in the database, survive a restart, move and disappear."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.models import Notification, OutboxMessage
+from notifications import scheduler as sched
+from tests.test_notifications_outreach import delivery, rows, setup
+
+
+@pytest.fixture
+def later():
+    return datetime.now(UTC) + timedelta(days=30)
+
+
+class TestJobStore:
+    async def test_a_job_survives_a_restart_moves_and_disappears(self, ctx, later):
+        first = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        await first.start()
+        try:
+            await first.schedule([(41, later)])
+            assert first.job_times()["notification:41"] == later
+        finally:
+            await first.stop()
+        assert not first.running
+
+        second = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        await second.start()
+        try:
+            assert second.job_times()["notification:41"] == later  # read back from the database
+            await second.schedule([(41, later + timedelta(hours=1))])  # the window moved
+            assert second.job_times()["notification:41"] == later + timedelta(hours=1)
+            assert list(second.job_times()).count("notification:41") == 1
+            await second.unschedule([41])  # the delivery was cancelled
+            assert "notification:41" not in second.job_times()
+        finally:
+            await second.stop()
+
+    async def test_the_job_fires_its_notification_by_id_and_only_once(self, ctx):
+        _clock, _ = await setup(ctx)
+        d = await delivery(ctx, "T001")
+        (note,) = await rows(
+            ctx, Notification, Notification.delivery_id == d.id, Notification.event == "window_assigned"
+        )
+        running = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        await running.start()
+        try:
+            await sched.fire_notification(note.id)
+            await sched.fire_notification(note.id)  # a double fire during fail-over
+        finally:
+            await running.stop()
+        sent = await rows(ctx, OutboxMessage, OutboxMessage.idempotency_key == f"notif:{note.id}")
+        assert len(sent) == 1
+
+    async def test_the_sweeper_fires_what_no_job_was_added_for(self, ctx):
+        await setup(ctx)
+        running = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        await running.start()
+        try:
+            assert await sched.sweep_due_notifications() == 5
+        finally:
+            await running.stop()
+        assert len(await rows(ctx, OutboxMessage)) == 5
+
+    async def test_a_job_outside_the_leader_process_refuses_to_run(self):
+        with pytest.raises(RuntimeError):
+            await sched.fire_notification(1)
+
+
+class TestAppStart:
+    async def test_the_app_registers_outreach_and_the_leader_runs_the_scheduler(self, settings, ctx):
+        from app import create_app
+
+        settings.scheduler_enabled = True
+        app = create_app(settings, ctx=ctx)
+        async with app.router.lifespan_context(app):
+            scheduler = ctx.components["notifications.scheduler"]
+            for _ in range(100):
+                if scheduler.running:
+                    break
+                await asyncio.sleep(0.05)
+            assert scheduler.running and "notifications:sweep" in scheduler.job_times()
+        assert not scheduler.running
+        assert any(getattr(h, "__name__", "") == "on_events" for h in ctx.event_handlers)
