@@ -40,6 +40,8 @@ SHORTHAND: dict[str, str] = {
     "plse": "please",
     "pleez": "please",
     "thx": "thanks",
+    "tysm": "thank you so much",
+    "ouin": "oui",
     "thnx": "thanks",
     "thks": "thanks",
     "thanx": "thanks",
@@ -311,7 +313,7 @@ LANGUAGE_WORDS: dict[str, frozenset[str]] = {
         y llega llegar llegara viene vienen mediodia medianoche dejar dejen dejalo timbre codigo portero
         conserje buzon recoger recogerlo sucursal tienda instalacion instalar armar montar ingles
         espanol frances adios luego chau nada muchas muy primero primera segundo segunda tercero
-        tercera opcion todavia aun cambiar reprogramar otro otra dia favor perfecto genial sí si pero
+        tercera opcion todavia aun cambiar reprogramar otro otra dia favor perfecto genial sí pero
         entonces tambien ahora desde hasta antes cuanto falta rastreo seguimiento estado
         porton garaje perro tocar numero nadie quien este servicio cliente dale nop vemos quedo acuerdo
         jajaja jaja hablo hablas quisiera saber envio quiero sirve instalen"""
@@ -480,7 +482,7 @@ INTENT_CUES: list[tuple[str, float, str]] = [
     (
         "reschedule",
         2,
-        r"mejor|prefiero|preferiria|me conviene|pueden (?:venir|pasar|traer|entregar)|puede (?:venir|"
+        r"mejor(?! no)|prefiero|preferiria|me conviene|pueden (?:venir|pasar|traer|entregar)|puede (?:venir|"
         r"pasar|traer|entregar)|podrian|traiganlo|traerlo|entreguen|entregar (?:el|la|manana|hoy|despues|"
         r"antes|entre)|vengan|venir (?:el|la|manana|despues|antes|entre)|en vez|en lugar",
     ),
@@ -747,6 +749,18 @@ INTENT_CUES += [
         r"(?:pueden|puede|podrian|podria|pueda|puedan) (?:venir|pasar|traer|entregar|mandar|llevar)(?:lo|"
         r"la|los|las|me)?",
     ),
+]
+
+INTENT_CUES += [
+    (
+        "where_is_parcel",
+        3,
+        r"(?:says|shows|marked|marked as|show as|says it was) delivered|(?:do not|did not|never) (?:have|"
+        r"get|got|receive)"
+        r"|(?:indique|marque|dit) livre|dice (?:que )?entregado|aparece (?:como )?entregado",
+    ),
+    ("no", 3, r"mejor no|better not|plutot pas|plutot non|pas pour moi|nah"),
+    ("yes", 2, r"c est beau|c est correct|c est ok|ca me va|esta bien|me sirve"),
 ]
 
 # Phrases that are greetings or good wishes, not times ("good morning", "buenas tardes"): removed

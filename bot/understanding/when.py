@@ -74,7 +74,8 @@ CLOCK = (
     r"(?: ?(?P<{p}mer>am|pm|a m|p m|o clock|du matin|le matin|de l apresmidi|du soir|le soir|de la manana"
     r"|de la tarde|de la noche|in the morning|in the afternoon|in the evening|at night|this morning"
     r"|this afternoon|this evening|tonight|a m \.|p m \.))?"
-    r"|(?P<{p}word>noon|midday|midi|mediodia|12 noon|el mediodia|le midi))"
+    r"|(?P<{p}word>noon|midday|midi|mediodia|12 noon|el mediodia|le midi|lunch|lunchtime|l heure du diner"
+    r"|heure du diner|la hora de la comida|la hora del almuerzo))"
     r"(?! ?(?:/|st|nd|rd|th|er|jours?|days?|dias?|minutes?|min|mins|minutos|" + MONTHS + r")(?![a-z]))"
 )
 
@@ -123,7 +124,12 @@ MARKED_TIME = _w(
     r"horas|hs)"
     r"(?: (?P<am2>\d{2}))?)(?P<aword>)"
 )
-NOON = _w(r"(?P<ah>)(?P<am>)(?P<amer>)(?P<am2>)(?P<aword>noon|midday|midi|mediodia)")
+NOON = _w(r"(?P<ah>)(?P<am>)(?P<amer>)(?P<am2>)(?P<aword>noon|midday|midi|mediodia|lunch|lunchtime)")
+# "early saturday morning" -> "saturday early morning", so the day and the part are both read.
+SPLIT_PART = re.compile(
+    r"(?<![a-z])(early|late) (monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|today)"
+    r" (morning|afternoon|evening)(?![a-z])"
+)
 HHMM = _w(r"(?P<ah>\d{1,2})[:h](?P<am>\d{2})(?P<amer>)(?P<am2>)(?P<aword>)")
 
 PART_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
@@ -311,7 +317,7 @@ def _consume(text: str, match: re.Match[str]) -> str:
 
 def read_clause(text: str, *, today: date, language: str | None, now: datetime) -> Reading:
     reading = Reading()
-    text = ELAPSED.sub(" ", AFTER_WORK.sub(" after 17 h ", text))
+    text = ELAPSED.sub(" ", AFTER_WORK.sub(" after 17 h ", SPLIT_PART.sub(r"\2 \1 \3", text)))
     absent = bool(ABSENCE.search(text))
     if absent and (m := UNTIL_DAY.search(text)):
         _read_day(m.group(0), reading, today=today, language=language, now=now)
