@@ -22,6 +22,7 @@ from sqlmodel import col, func, select
 
 from bot.engine import start_engine
 from channels.outbox_worker import install as install_outbox
+from channels.sandbox import install as install_sandbox
 from channels.telegram import install as install_telegram
 from channels.twilio import install as install_twilio
 from console.web import install as install_console
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     install_twilio(app)
     install_outbox(app)
     install_telegram(app)
+    install_sandbox(app)
     install_notifications(app)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

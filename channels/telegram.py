@@ -8,7 +8,6 @@ by `start_telegram` in the app's lifespan, never at import time.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import time
@@ -43,6 +42,8 @@ from pydantic import ValidationError
 
 from bot.messages import InboundMessage, OutboundMessage
 from channels.base import PermanentSendError, SendResult, TransientSendError
+from channels.outbox_worker import register_rate_limit, senders, wake
+from channels.ratelimit import Limit, RateLimited
 from channels.telegram_format import InvalidCallbackData, TelegramRendering, parse_start_token, render
 from core.config import Settings
 from core.logging import get_logger
@@ -61,8 +62,6 @@ MAX_UPDATE_BYTES = 1_000_000
 CHAT_ID = re.compile(r"^-?\d{1,20}$")
 OVERALL_PER_SECOND = 30.0
 PER_CHAT_INTERVAL = 1.0
-# A send that would wait longer than this for its chat's turn goes back to the outbox instead.
-MAX_WAIT = 1.5
 
 
 # --- inbound: updates become InboundMessages ------------------------------------------------------
@@ -141,41 +140,12 @@ def engine_handle(ctx: AppContext) -> Handle:
 # --- outbound: the outbox sender ------------------------------------------------------------------
 
 
-class ChatRateLimiter:
-    """Telegram's limits in this process: about 30 messages/s overall and 1/s per chat.
-
-    `reserve` books the next free turn and says how long to wait for it; `pause` pushes a chat back
-    after a 429. Several processes each keep their own count (one sender process is the deployment).
-    """
-
-    def __init__(
-        self,
-        overall_per_second: float = OVERALL_PER_SECOND,
-        per_chat_interval: float = PER_CHAT_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.overall_interval = 1.0 / overall_per_second
-        self.per_chat_interval = per_chat_interval
-        self.clock = clock
-        self._next_overall = 0.0
-        self._next_chat: dict[str, float] = {}
-
-    def wait_for(self, chat: str) -> float:
-        """Seconds until this chat may be sent to, without booking anything."""
-        now = self.clock()
-        return max(0.0, self._next_chat.get(chat, 0.0) - now, self._next_overall - now)
-
-    def reserve(self, chat: str) -> float:
-        now = self.clock()
-        if len(self._next_chat) > 10_000:
-            self._next_chat = {c: t for c, t in self._next_chat.items() if t > now}
-        turn = max(now, self._next_chat.get(chat, 0.0), self._next_overall)
-        self._next_chat[chat] = turn + self.per_chat_interval
-        self._next_overall = turn + self.overall_interval
-        return turn - now
-
-    def pause(self, chat: str, seconds: float) -> None:
-        self._next_chat[chat] = max(self._next_chat.get(chat, 0.0), self.clock() + seconds)
+def telegram_limits(message: OutboxMessage) -> list[Limit]:
+    """The outbox worker's pacing for Telegram: about 30 messages/s overall and 1/s per chat."""
+    return [
+        Limit("telegram", OVERALL_PER_SECOND, burst=OVERALL_PER_SECOND),
+        Limit(f"telegram:{message.to_address}", 1.0 / PER_CHAT_INTERVAL),
+    ]
 
 
 def reply_markup(rendering: TelegramRendering) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
@@ -196,12 +166,22 @@ def reply_markup(rendering: TelegramRendering) -> InlineKeyboardMarkup | ReplyKe
 
 
 class TelegramSender:
-    """Sends outbox rows of Channel.telegram with sendMessage; implements channels.base.Sender."""
+    """Sends outbox rows of Channel.telegram with sendMessage; implements channels.base.Sender.
 
-    def __init__(self, bot: Bot, limiter: ChatRateLimiter | None = None, max_wait: float = MAX_WAIT) -> None:
+    The worker paces sends with `telegram_limits`; after a 429 the chat waits the `retry_after`
+    Telegram gave, and its other messages wait too (RateLimited spends no attempt).
+    """
+
+    def __init__(self, bot: Bot, clock: Callable[[], float] = time.monotonic) -> None:
         self.bot = bot
-        self.limiter = limiter or ChatRateLimiter()
-        self.max_wait = max_wait
+        self.clock = clock
+        self._paused_until: dict[str, float] = {}
+
+    def pause(self, chat: str, seconds: float) -> None:
+        now = self.clock()
+        if len(self._paused_until) > 10_000:
+            self._paused_until = {c: t for c, t in self._paused_until.items() if t > now}
+        self._paused_until[chat] = max(self._paused_until.get(chat, 0.0), now + seconds)
 
     async def send(self, message: OutboxMessage) -> SendResult:
         if not CHAT_ID.match(message.to_address):
@@ -214,16 +194,15 @@ class TelegramSender:
         except InvalidCallbackData as exc:
             raise PermanentSendError(str(exc)) from exc
         chat = str(chat_id)
-        waiting = self.limiter.wait_for(chat)
-        if waiting > self.max_wait:
-            raise TransientSendError("telegram rate limit for this chat", retry_after=waiting)
-        await asyncio.sleep(self.limiter.reserve(chat))
+        waiting = self._paused_until.get(chat, 0.0) - self.clock()
+        if waiting > 0:
+            raise RateLimited(waiting)
         try:
             sent = await self.bot.send_message(
                 chat_id=chat_id, text=rendering.html, parse_mode="HTML", reply_markup=reply_markup(rendering)
             )
         except TelegramRetryAfter as exc:
-            self.limiter.pause(chat, exc.retry_after)
+            self.pause(chat, exc.retry_after)
             raise TransientSendError("telegram flood control (429)", retry_after=exc.retry_after) from exc
         except TelegramForbiddenError as exc:
             raise PermanentSendError("the recipient blocked the bot or never started it (403)") from exc
@@ -262,7 +241,8 @@ async def start_telegram(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitabl
     """Starter for app.state.starters: builds the bot and registers the sender; closes it at shutdown."""
     runtime = build_runtime(ctx.settings, engine_handle(ctx))
     ctx.components["telegram"] = runtime
-    ctx.components.setdefault("senders", {})[Channel.telegram] = runtime.sender
+    senders(ctx)[Channel.telegram] = runtime.sender
+    register_rate_limit(ctx, Channel.telegram, telegram_limits)
 
     async def stop() -> None:
         await runtime.bot.session.close()
@@ -298,6 +278,7 @@ def build_webhook_router() -> APIRouter:
         # An error raised by a handler propagates: the 500 makes Telegram retry, and the engine
         # handles the retried update_id once.
         await runtime.dispatcher.feed_update(runtime.bot, update)
+        wake(ctx)  # the engine's replies are in the outbox: send them now
         return JSONResponse({"ok": True})
 
     return router

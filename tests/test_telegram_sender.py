@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from channels.base import PermanentSendError, TransientSendError
-from channels.telegram import ChatRateLimiter, TelegramSender, build_bot
+from channels.ratelimit import RateLimited, RateLimiter
+from channels.telegram import TelegramSender, build_bot, telegram_limits
 from channels.telegram_format import REQUEST_CONTACT_PAYLOAD, format_html, parse_start_token, render
 from core.config import Settings
 from core.models import Channel, OutboxMessage
@@ -31,7 +32,7 @@ async def sender(fake_api: FakeTelegramAPI) -> AsyncIterator[TelegramSender]:
         _env_file=None,  # type: ignore[call-arg]
     )
     bot = build_bot(settings)
-    yield TelegramSender(bot, ChatRateLimiter(per_chat_interval=0.0))
+    yield TelegramSender(bot)
     await bot.session.close()
 
 
@@ -110,10 +111,12 @@ class TestSendFailures:
         fake_api.rate_limit_next(retry_after=30)
         with pytest.raises(TransientSendError):
             await sender.send(outbox())
-        with pytest.raises(TransientSendError) as caught:
+        with pytest.raises(RateLimited) as caught:
             await sender.send(outbox())
-        assert 29 < (caught.value.retry_after or 0) <= 30
+        assert 29 < caught.value.wait <= 30
         assert fake_api.calls_to("sendMessage") == []
+        await sender.send(outbox(to="700100201"))  # other chats go on
+        assert len(fake_api.calls_to("sendMessage")) == 1
 
     async def test_a_blocked_bot_is_a_permanent_failure(self, sender, fake_api):
         fake_api.blocked_chats.add(CHAT_ID)
@@ -138,32 +141,19 @@ class TestSendFailures:
 class TestRateLimits:
     def test_one_message_per_second_per_chat(self):
         now = [100.0]
-        limiter = ChatRateLimiter(clock=lambda: now[0])
-        assert limiter.reserve("1") == 0
-        assert limiter.reserve("1") == pytest.approx(1.0)
-        assert limiter.wait_for("1") == pytest.approx(2.0)
-        now[0] += 2.0
-        assert limiter.reserve("1") == 0
+        limiter = RateLimiter(clock=lambda: now[0])
+        assert limiter.try_acquire(telegram_limits(outbox())) == 0
+        assert limiter.try_acquire(telegram_limits(outbox())) == pytest.approx(1.0)
+        assert limiter.try_acquire(telegram_limits(outbox(to="42"))) == 0
+        now[0] += 1.0
+        assert limiter.try_acquire(telegram_limits(outbox())) == 0
 
     def test_about_thirty_messages_per_second_overall(self):
         now = [100.0]
-        limiter = ChatRateLimiter(clock=lambda: now[0])
-        waits = [limiter.reserve(str(chat)) for chat in range(61)]
-        assert waits[0] == 0
-        assert waits[30] == pytest.approx(1.0)
-        assert waits[60] == pytest.approx(2.0)
-
-    async def test_a_second_reply_to_the_same_chat_waits_for_its_turn(self, fake_api):
-        settings = Settings(telegram_api_url=fake_api.base_url, telegram_bot_token=BOT_TOKEN, _env_file=None)  # type: ignore[arg-type, call-arg]
-        bot = build_bot(settings)
-        sender = TelegramSender(bot, ChatRateLimiter(per_chat_interval=0.2))
-        try:
-            await sender.send(outbox("one"))
-            await sender.send(outbox("two"))
-        finally:
-            await bot.session.close()
-        first, second = fake_api.calls_to("sendMessage")
-        assert second.at - first.at >= 0.19
+        limiter = RateLimiter(clock=lambda: now[0])
+        waits = [limiter.try_acquire(telegram_limits(outbox(to=str(chat)))) for chat in range(31)]
+        assert waits[:30] == [0] * 30
+        assert waits[30] == pytest.approx(1 / 30)
 
 
 class TestRendering:

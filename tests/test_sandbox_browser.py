@@ -1,0 +1,188 @@
+"""The sandbox as a newcomer uses it: headless Chromium against the app served on the demo day.
+
+The app runs under uvicorn in a thread (port 0) on a SQLite file with the demo dataset, with the real
+conversation engine. Skipped, with the reason printed, only when /usr/bin/chromium is absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app import build_context, create_app
+from core.config import Settings
+from scheduling.demo import load_demo
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.browser
+
+
+async def _register_engine(_app: Any, ctx: Any) -> None:
+    """The real engine, unless the app's own starters registered it already."""
+    if "engine" not in ctx.components:
+        from bot.engine import ConversationEngine
+
+        ctx.components["engine"] = ConversationEngine(ctx)
+
+
+@pytest.fixture(scope="module")
+def sandbox_url(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is absent: run `make browser` (Debian's chromium) for the browser tests"
+        print(f"\nSKIP {reason}")
+        pytest.skip(reason)
+    import uvicorn
+
+    path = tmp_path_factory.mktemp("sandbox") / "demo.db"
+    shutil.copy(sqlite_template, path)
+    settings = Settings(
+        environment="development",
+        database_url=f"sqlite:///{path}",
+        scheduler_enabled=False,
+        outbox_enabled=True,
+        log_level="WARNING",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+    async def load() -> None:
+        ctx = build_context(settings)
+        try:
+            await load_demo(ctx)
+        finally:
+            await ctx.engine.dispose()
+
+    asyncio.run(load())
+    app = create_app(settings)
+    app.state.starters.append(_register_engine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="sandbox-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def browser(sandbox_url: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def bot_replies(page: Any) -> int:
+    return int(page.locator(".msg.bot").count())
+
+
+def wait_for_reply(page: Any, before: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('.msg.bot').length > {before}", timeout=20_000)
+
+
+class TestANewcomerInTheSandbox:
+    def test_picks_camille_chats_by_keyboard_and_buttons_and_sees_each_channels_rendering(
+        self, browser, sandbox_url, tmp_path
+    ):
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{sandbox_url}/sandbox")
+
+        # keyboard only: search, Tab to the first match, Enter to pick it
+        page.fill("#search", "Camille")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.recipient .name')].every(n => n.textContent.includes('Camille'))"
+            " && document.querySelectorAll('.recipient').length > 0"
+        )
+        page.focus("#search")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.classList.contains('recipient')")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#text:not([disabled])")
+        assert page.evaluate("document.activeElement.id") == "text"
+        who = page.inner_text("#who")
+        assert "Camille" in who and "fr_CA" in who
+        tracking = page.get_attribute("#who .delivery", "data-tracking")
+
+        page.keyboard.type("Où est mon colis ?")
+        page.keyboard.press("Enter")
+        wait_for_reply(page, 0)
+        assert tracking in page.locator(".msg.bot .bubble").last.inner_text()
+
+        # reschedule with the option buttons: the engine offers checked windows, one is chosen
+        options = page.locator(".msg.bot").last.locator(".option:not([disabled])")
+        assert options.count() >= 2
+        before = bot_replies(page)
+        options.first.click()
+        wait_for_reply(page, before)
+        windows = page.locator(".msg.bot").last.locator(".option:not([disabled])")
+        assert windows.count() >= 1
+        before = bot_replies(page)
+        windows.first.click()
+        wait_for_reply(page, before)
+
+        # the same reply as SMS (numbered, encoding, segments), WhatsApp and Telegram (inline keyboard)
+        page.locator("details.channels summary").first.click()
+        previews = page.locator("details.channels").first
+        assert "segment" in previews.locator(".preview.sms").inner_text()
+        assert previews.locator(".preview.whatsapp").count() == 1
+        assert previews.locator(".preview.telegram .kbd-row span").count() >= 2
+        page.screenshot(path=str(tmp_path / "sandbox-desktop.png"), full_page=True)
+        print(f"\nscreenshot: {tmp_path / 'sandbox-desktop.png'}")
+        assert page.locator("#status").is_hidden()
+        assert errors == []
+        page.close()
+
+    def test_every_dialog_can_be_started_from_the_suggestions(self, browser, sandbox_url):
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto(f"{sandbox_url}/sandbox")
+        page.fill("#search", "Alex")
+        page.wait_for_function("document.querySelector('.recipient .name')?.textContent.includes('Alex')")
+        page.locator(".recipient").first.click()
+        page.wait_for_selector("#text:not([disabled])")
+        suggestions = page.locator(".suggestion")
+        assert suggestions.count() == 6  # parcel, reschedule, pickup, white-glove, instructions, a person
+        for i in range(6):
+            before = bot_replies(page)
+            suggestions.nth(i).click()
+            wait_for_reply(page, before)
+            assert page.locator(".msg.bot .bubble").last.inner_text().strip()
+            assert page.locator("#status").is_hidden(), page.inner_text("#status")
+        page.close()
+
+    def test_on_a_phone_the_page_fits_the_screen_and_the_chat_replaces_the_list(
+        self, browser, sandbox_url, tmp_path
+    ):
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(f"{sandbox_url}/sandbox")
+        page.wait_for_selector(".recipient")
+        page.locator(".recipient").first.click()
+        page.wait_for_selector("#text:not([disabled])")
+        assert page.locator("#picker").is_hidden()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(tmp_path / "sandbox-phone.png"), full_page=True)
+        page.click("#change")
+        assert page.locator("#picker").is_visible()
+        page.close()
