@@ -28,10 +28,31 @@ from core.models import (
     RoutePlan,
     Stop,
     Template,
+    Vehicle,
 )
 from tests.plans import small_plan
 
 METHODS = ("get", "post", "put", "patch", "delete")
+# Path parameters that name something a retailer owns: a foreign caller must get a 4xx.
+OWNED = {
+    "plan_id",
+    "tracking",
+    "delivery_id",
+    "route_id",
+    "vehicle_id",
+    "pickup_point_id",
+    "recipient_id",
+    "conversation_id",
+    "notification_id",
+    "outbox_id",
+    "template_id",
+    "change_id",
+    "id",
+}
+# Path parameters that pick among the caller's own things (templates by event/locale/channel):
+# a foreign caller gets its own data, which must not be ACME's.
+KEYED = {"event": "window_assigned", "locale": "en", "channel": "sms"}
+TEMPLATE_MARKER = "{{ brand }}: ACMEZ private wording {{ tracking }}. Reply STOP to opt out."
 # What identifies ACME's data in a response: tracking numbers, streets, recipients' names and phones.
 ACME_PREFIX = "ACMEZ"
 
@@ -63,6 +84,10 @@ async def seed_acme(ctx, client, acme) -> Seeded:
     plan = small_plan(prefix=ACME_PREFIX)
     response = await client.post("/api/v1/plans", json=plan, headers=acme.headers)
     assert response.status_code == 201, response.text
+    if any(p.startswith("/api/v1/templates/") for p in (await client.get("/openapi.json")).json()["paths"]):
+        path = "/api/v1/templates/{event}/{locale}/{channel}".format(**KEYED)
+        response = await client.put(path, json={"body": TEMPLATE_MARKER}, headers=acme.headers)
+        assert response.status_code == 200, response.text
     seeded = Seeded()
     rid = acme.retailer_id
     async with ctx.uow() as uow:
@@ -76,6 +101,16 @@ async def seed_acme(ctx, client, acme) -> Seeded:
         recipients = (await s.exec(select(Recipient).where(Recipient.retailer_id == rid))).all()
         seeded.values = {
             "plan_id": await ids(RoutePlan, RoutePlan.retailer_id == rid),
+            "route_id": [
+                v.id
+                for v in (
+                    await s.exec(
+                        select(Vehicle)
+                        .join(RoutePlan, Vehicle.plan_id == RoutePlan.id)
+                        .where(RoutePlan.retailer_id == rid)
+                    )
+                ).all()
+            ],
             "tracking": [d.tracking for d in deliveries],
             "delivery_id": [d.id for d in deliveries],
             "pickup_point_id": [p.id for p in points],
@@ -92,12 +127,15 @@ async def seed_acme(ctx, client, acme) -> Seeded:
             "date": [plan["date"]],
         }
         seeded.values["id"] = seeded.values["delivery_id"]
+        seeded.values["vehicle_id"] = seeded.values["route_id"]
+        seeded.values.update({name: [value] for name, value in KEYED.items()})
         seeded.markers = [
             *(d.tracking for d in deliveries),
             *(d.address for d in deliveries),
             *(r.name for r in recipients),
             *((r.phone or "")[2:] for r in recipients),
             *(p.name for p in points),
+            "ACMEZ private wording",
         ]
     return seeded
 
@@ -151,9 +189,11 @@ def sample(
             return sample(options[0], spec, seeded, name, depth)
     kind = schema.get("type")
     if name and kind in ("integer", "string", None) and depth < 6:
-        known = seeded.values.get(name.lower())
-        if known:
-            return known[0]
+        wanted = int if kind == "integer" else str if kind == "string" else object
+        for candidate in (name.lower(), f"{name.lower()}_id"):
+            known = [v for v in seeded.values.get(candidate, []) if isinstance(v, wanted)]
+            if known:
+                return known[0]
     if "enum" in schema:
         return schema["enum"][0]
     if kind == "object" or "properties" in schema:
@@ -175,7 +215,7 @@ def sample(
     if fmt == "date":
         return seeded.values["day"][0]
     if fmt == "date-time":
-        return seeded.values["day"][0] + "T12:00:00-05:00"
+        return seeded.values["day"][0] + ("T14:00:00-05:00" if name == "end" else "T12:00:00-05:00")
     return "x" * max(1, int(schema.get("minLength", 1)))
 
 
@@ -232,7 +272,7 @@ class TestTenantIsolation:
 
         # control: ACME reads its own data through every read route
         for call in calls:
-            if call.method == "get" and call.params:
+            if call.method == "get" and set(call.params) & OWNED:
                 own = await client.get(call.path, params=call.query, headers=acme.headers)
                 assert own.status_code == 200, f"control {call.path}: {own.status_code} {own.text[:200]}"
 
@@ -249,7 +289,7 @@ class TestTenantIsolation:
             leaked = [m for m in seeded.markers if m and m in text]
             assert not leaked, f"{call.method.upper()} {call.path} showed ACME's {leaked} to GLOBEX"
             assert response.status_code < 500, f"{call.method.upper()} {call.path}: {response.status_code}"
-            if call.params:
+            if set(call.params) & OWNED:
                 assert response.status_code in (400, 403, 404, 409, 422), (
                     f"{call.method.upper()} {call.path} answered {response.status_code} to another retailer"
                 )
