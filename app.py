@@ -244,6 +244,13 @@ def cmd_understand(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_telegram_set_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    from channels.telegram import set_webhook
+
+    print(json.dumps({"webhook": asyncio.run(set_webhook(settings))}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Doorstep command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     polling = sub.add_parser("telegram-polling", help="development: pull Telegram updates (no webhook)")
     polling.set_defaults(func=cmd_telegram_polling)
+    set_webhook = sub.add_parser("telegram-set-webhook", help="register PUBLIC_URL/webhooks/telegram")
+    set_webhook.set_defaults(func=cmd_telegram_set_webhook)
 
     understand = sub.add_parser("understand", help="read messages as JSON lines, print what each asks for")
     understand.add_argument("--timings", action="store_true", help="add each message's elapsed_ms")

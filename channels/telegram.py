@@ -297,3 +297,18 @@ def install(app: FastAPI) -> None:
     """Wire the channel into the app: the webhook route now, the bot and sender at start."""
     app.include_router(build_webhook_router())
     app.state.starters.append(start_telegram)
+
+
+async def set_webhook(settings: Settings) -> str:
+    """Point Telegram at `PUBLIC_URL/webhooks/telegram` with the secret token; answers the URL."""
+    url = settings.public_url.rstrip("/") + "/webhooks/telegram"
+    bot = build_bot(settings)
+    try:
+        await bot.set_webhook(
+            url,
+            secret_token=settings.telegram_webhook_secret.get_secret_value(),
+            allowed_updates=["message", "callback_query"],
+        )
+    finally:
+        await bot.session.close()
+    return url

@@ -9,7 +9,7 @@ from httpx import AsyncClient
 
 from app import create_app
 from bot.messages import InboundMessage
-from channels.telegram import run_polling
+from channels.telegram import run_polling, set_webhook
 from core.context import AppContext
 from core.models import Channel
 from tests import telegram_support
@@ -199,3 +199,17 @@ class TestPolling:
         assert [m.text for m in engine.received] == ["hello from polling"]
         assert fake_api.calls[0].method == "deleteWebhook"
         assert fake_api.calls_to("getUpdates")
+
+
+class TestRegisteringTheWebhook:
+    async def test_set_webhook_points_telegram_at_the_public_url_with_the_secret(
+        self, settings, fake_api: FakeTelegramAPI
+    ):
+        url = await set_webhook(settings.model_copy(update={"public_url": "https://doorstep.example/"}))
+        assert url == "https://doorstep.example/webhooks/telegram"
+        [call] = fake_api.calls_to("setWebhook")
+        assert call.params == {
+            "url": url,
+            "secret_token": WEBHOOK_SECRET,
+            "allowed_updates": ["message", "callback_query"],
+        }
