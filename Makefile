@@ -43,6 +43,9 @@ run: install
 	@echo ""
 	@echo "  Doorstep is serving the demo day at http://$(HOST):$(PORT)"
 	@echo "  Chat as a recipient: http://$(HOST):$(PORT)/sandbox"
+	@echo "  Agents' console:     http://$(HOST):$(PORT)/console"
+	@echo "    sign in as agent@maple-home.demo / doorstep-demo (Maple Home)"
+	@echo "    or agent@north-outfitters.demo / doorstep-demo, admin@maple-home.demo / doorstep-demo (dashboard)"
 	@echo "  API docs:            http://$(HOST):$(PORT)/docs"
 	@echo ""
 	PORT=$(PORT) $(PY) app.py serve --host $(HOST) --port $(PORT)

@@ -222,10 +222,42 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from scheduling.demo import load_demo
 
     async def work(ctx: AppContext) -> dict[str, Any]:
-        return await load_demo(ctx, reset=args.reset)
+        from console.demo import load_demo_console
+
+        summary = await load_demo(ctx, reset=args.reset)
+        return summary | await load_demo_console(ctx)
 
     summary = asyncio.run(_with_context(settings, work))
     print(json.dumps(summary))
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from console.auth import UnknownRetailer, UserExists, create_user
+    from core.models import Role
+
+    async def work(ctx: AppContext) -> str:
+        async with ctx.uow() as uow:
+            _user, password = await create_user(
+                uow.session,
+                args.email,
+                Role(args.role),
+                args.retailer,
+                password=args.password,
+                name=args.name,
+            )
+            await uow.commit()
+            return password
+
+    try:
+        password = asyncio.run(_with_context(settings, work))
+    except (UserExists, UnknownRetailer, ValueError) as exc:
+        print(f"error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+    result = {"user": args.email.strip().lower(), "role": args.role, "retailers": args.retailer}
+    if args.password is None:
+        result["password"] = password
+    print(json.dumps(result))
     return 0
 
 
@@ -285,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("slug")
     create.add_argument("--name", required=True)
     create.set_defaults(func=cmd_retailer_create)
+
+    user = sub.add_parser("user", help="manage console users")
+    user_sub = user.add_subparsers(dest="action", required=True)
+    user_create = user_sub.add_parser("create", help="create a console user; prints a generated password")
+    user_create.add_argument("email")
+    user_create.add_argument("--role", required=True, choices=["agent", "retailer_admin", "admin"])
+    user_create.add_argument("--retailer", action="append", default=[], help="retailer slug (repeatable)")
+    user_create.add_argument("--password", default=None, help="default: a generated one, printed once")
+    user_create.add_argument("--name", default="")
+    user_create.set_defaults(func=cmd_user_create)
     return parser
 
 

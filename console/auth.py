@@ -45,9 +45,23 @@ SIGNIN_WINDOW_SECONDS = 15 * 60
 SIGNIN_MAX_PER_EMAIL = 5
 SIGNIN_MAX_PER_CLIENT = 20
 
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id with RFC 9106's low-memory parameters (64 MiB, 3 passes)
 # verified against when the e-mail is unknown, so timing does not tell which addresses exist
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_dummy_hash: str | None = None
+
+
+def use_password_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Swap the hasher's cost parameters (tests use cheap ones); returns the previous hasher."""
+    global _hasher, _dummy_hash
+    previous, _hasher, _dummy_hash = _hasher, hasher, None
+    return previous
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hash
 
 
 class UserExists(Exception):
@@ -280,7 +294,7 @@ async def sign_in(ctx: AppContext, email: str, password: str, client: str) -> tu
         raise SignInRefused("Too many failed sign-ins. Wait 15 minutes and try again.", 429)
     async with ctx.uow() as uow:
         user = (await uow.session.exec(select(User).where(User.email == email))).first()
-        valid = verify_password(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+        valid = verify_password(user.password_hash if user else _dummy(), password) and user is not None
         if not valid or user is None or user.id is None:
             await counter.record_failure(email_key)
             await counter.record_failure(client_key)

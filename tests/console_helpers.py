@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+from argon2 import PasswordHasher
 from httpx import AsyncClient
 
-from console.auth import create_user
+from console.auth import create_user, use_password_hasher
 from core.context import AppContext
 from core.models import Role
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing():
+    """Argon2 with minimal cost: the real parameters take ~0.4 s per hash on these machines."""
+    previous = use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    yield
+    use_password_hasher(previous)
 
 
 @dataclass
@@ -39,3 +49,74 @@ async def sign_in(client: AsyncClient, email: str, password: str = "correct hors
     me = await client.get("/console/me")
     assert me.status_code == 200, me.text
     return SignedIn(email, password, me.json()["csrf_token"])
+
+
+async def load_small_plan(ctx: AppContext, tenant_id: int, prefix: str = "T") -> None:
+    """Import tests/plans.py's small plan for a retailer (trackings `{prefix}001`...)."""
+    from core.models import Retailer
+    from scheduling.plans import import_plan
+    from tests.plans import small_plan
+
+    async with ctx.uow() as uow:
+        retailer = await uow.session.get(Retailer, tenant_id)
+        plan = small_plan(prefix=prefix)
+        digit = str(ord(prefix[0]) % 7 + 2)  # distinct phone numbers per retailer: A -> 4, G -> 3
+        for job in plan["jobs"]:
+            phone = job["recipient"]["phone"]
+            job["recipient"]["phone"] = phone[:-3] + digit + phone[-2:]
+        await import_plan(uow, retailer, plan)
+
+
+async def seed_conversation(
+    ctx: AppContext,
+    retailer_id: int,
+    tracking: str,
+    *,
+    channel: str = "sms",
+    status: str = "open",
+    owner: str = "bot",
+    texts: tuple[str, ...] = ("Hello",),
+    minutes_ago: int = 5,
+    address: str | None = None,
+) -> int:
+    """A conversation of the delivery's recipient with inbound messages, as the engine would store it."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from core.models import Channel, Conversation, Delivery, Direction, Message, Recipient
+
+    async with ctx.uow() as uow:
+        delivery = (
+            await uow.session.exec(
+                select(Delivery).where(Delivery.retailer_id == retailer_id, Delivery.tracking == tracking)
+            )
+        ).one()
+        recipient = await uow.session.get(Recipient, delivery.recipient_id)
+        at = ctx.clock() - timedelta(minutes=minutes_ago)
+        conversation = Conversation(
+            channel=Channel(channel),
+            address=address or (recipient.phone if channel in ("sms", "whatsapp") else f"{recipient.id}0042"),
+            retailer_id=retailer_id,
+            recipient_id=recipient.id,
+            delivery_id=delivery.id,
+            status=status,
+            owner=owner,
+            last_inbound_at=at,
+            updated_at=at,
+        )
+        uow.session.add(conversation)
+        await uow.session.flush()
+        for i, text in enumerate(texts):
+            uow.session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    channel=Channel(channel),
+                    direction=Direction.inbound,
+                    author="recipient",
+                    text=text,
+                    created_at=at + timedelta(seconds=i),
+                )
+            )
+        await uow.commit()
+        return conversation.id

@@ -6,7 +6,11 @@ from sqlmodel import select
 
 from console.auth import SESSION_COOKIE, hash_token, verify_password
 from core.models import Role, User, WebSession
-from tests.console_helpers import add_user, sign_in
+from tests.console_helpers import (
+    add_user,
+    cheap_password_hashing,  # noqa: F401 - autouse fixture
+    sign_in,
+)
 
 
 class TestSignIn:

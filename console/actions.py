@@ -1,0 +1,369 @@
+"""What an agent does from the console: take over, reply, note, hand back, close, act on the delivery.
+
+Hand-off goes through `bot.handoff` (the bot stays silent while an agent owns the conversation);
+changes to the delivery go through the same scheduling service as the bot, with the agent recorded
+as the actor. A reply is an outbox row plus a Message, written in one transaction; the outbox
+worker sends it under the channel's rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import select
+
+from bot import handoff
+from bot.messages import CAPABILITIES
+from console.auth import ConsoleUser
+from console.queries import WHATSAPP_WINDOW, NotFound, delivery_for_user
+from console.rendering import window as fmt_window
+from core.consent import opted_out
+from core.context import AppContext
+from core.db import UnitOfWork
+from core.logging import get_logger
+from core.models import (
+    Author,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    Owner,
+    Recipient,
+    Role,
+)
+from core.outbox import enqueue
+from scheduling import service
+from scheduling.service import Actor, ChangeResult
+
+log = get_logger("doorstep.console.actions")
+
+NOTE_LIMIT = 4000
+
+
+class ActionRefused(Exception):
+    """An action the console will not do, with the reason to show the agent."""
+
+    status_code = 409
+
+
+class InvalidInput(ActionRefused):
+    status_code = 422
+
+
+@dataclass(frozen=True)
+class ConsoleEvent:
+    conversation_id: int
+    retailer_id: int | None
+
+
+@dataclass(frozen=True)
+class AgentReplied(ConsoleEvent):
+    message_id: int
+    outbox_id: int
+
+
+@dataclass(frozen=True)
+class NoteAdded(ConsoleEvent):
+    message_id: int
+
+
+def actor(user: ConsoleUser) -> Actor:
+    return Actor(Author.agent, id=user.email, channel="console")
+
+
+async def _conversation(uow: UnitOfWork, user: ConsoleUser, conversation_id: int) -> Conversation:
+    conversation = await uow.session.get(Conversation, conversation_id)
+    if conversation is None or not _visible(user, conversation):
+        raise NotFound(conversation_id)
+    return conversation
+
+
+def _visible(user: ConsoleUser, conversation: Conversation) -> bool:
+    if conversation.retailer_id is None:
+        return user.role == Role.admin
+    return user.can_see(conversation.retailer_id)
+
+
+def _scope(user: ConsoleUser) -> list[int] | None:
+    return None if user.role == Role.admin else sorted(user.retailer_ids)
+
+
+def _event_line(
+    uow: UnitOfWork, conversation: Conversation, user: ConsoleUser, text: str, kind: str, now: datetime
+) -> None:
+    """A line in the conversation's history ("Ana took over"), seen by agents only."""
+    assert conversation.id is not None
+    uow.session.add(
+        Message(
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            direction=Direction.outbound,
+            author=Author.system,
+            author_user_id=user.id,
+            text=text,
+            payload=f"console:{kind}",
+            internal_note=True,
+            created_at=now,
+        )
+    )
+
+
+# --- ownership -----------------------------------------------------------------------------------
+
+
+async def take_over(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> None:
+    now = ctx.clock()
+    async with ctx.uow() as uow:
+        conversation = await _conversation(uow, user, conversation_id)
+        if conversation.owner == Owner.agent and conversation.assignee_id == user.id:
+            return
+        _event_line(uow, conversation, user, f"{user.display_name} took over", "taken_over", now)
+        try:
+            await handoff.take_over(uow, conversation_id, user.id, retailer_ids=_scope(user), now=now)
+        except handoff.NotTheAssignee:
+            raise ActionRefused("Another agent is handling this conversation.") from None
+        except handoff.ConversationNotFound:
+            raise NotFound(conversation_id) from None
+    log.info("console_taken_over", conversation_id=conversation_id, user_id=user.id)
+
+
+async def hand_back(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> None:
+    now = ctx.clock()
+    async with ctx.uow() as uow:
+        conversation = await _conversation(uow, user, conversation_id)
+        if conversation.owner != Owner.agent:
+            raise ActionRefused("The bot already answers this conversation.")
+        _event_line(
+            uow, conversation, user, f"{user.display_name} handed back to the bot", "handed_back", now
+        )
+        try:
+            await handoff.hand_back(uow, conversation_id, user.id, retailer_ids=_scope(user), now=now)
+        except handoff.ConversationNotFound:
+            raise NotFound(conversation_id) from None
+    log.info("console_handed_back", conversation_id=conversation_id, user_id=user.id)
+
+
+async def close(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> None:
+    now = ctx.clock()
+    async with ctx.uow() as uow:
+        conversation = await _conversation(uow, user, conversation_id)
+        if conversation.status == ConversationStatus.closed:
+            return
+        _event_line(uow, conversation, user, f"{user.display_name} closed the conversation", "closed", now)
+        try:
+            await handoff.close(uow, conversation_id, user.id, retailer_ids=_scope(user), now=now)
+        except handoff.ConversationNotFound:
+            raise NotFound(conversation_id) from None
+    log.info("console_closed", conversation_id=conversation_id, user_id=user.id)
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+def reply_blocker(conversation: Conversation, recipient: Recipient | None, now: datetime) -> str | None:
+    """Why a free-text reply would not reach the recipient, or None when it would."""
+    if conversation.channel == Channel.whatsapp:
+        last = conversation.last_inbound_at or (recipient.whatsapp_last_inbound_at if recipient else None)
+        if last is None or last + WHATSAPP_WINDOW <= now:
+            return (
+                "WhatsApp's 24-hour window is closed: a free-text reply would not arrive. "
+                "Wait for the recipient to write, or reach them on another channel."
+            )
+    if recipient is not None and opted_out(recipient, conversation.channel):
+        return f"The recipient opted out of {conversation.channel.value} (STOP): nothing can be sent there."
+    return None
+
+
+async def reply(ctx: AppContext, user: ConsoleUser, conversation_id: int, text: str, token: str) -> int:
+    """Queue the agent's reply on the conversation's channel; the same `token` never sends twice."""
+    text = text.strip()
+    if not text:
+        raise InvalidInput("Write something to send.")
+    if not token or len(token) > 64:
+        raise InvalidInput("The form is out of date: reload the page.")
+    now = ctx.clock()
+    async with ctx.uow() as uow:
+        conversation = await _conversation(uow, user, conversation_id)
+        assert conversation.id is not None
+        if conversation.owner != Owner.agent or conversation.assignee_id != user.id:
+            raise ActionRefused("Take over the conversation before replying, so the bot stops answering.")
+        limit = CAPABILITIES[conversation.channel].text_limit
+        if len(text) > limit:
+            raise InvalidInput(
+                f"Too long for {conversation.channel.value}: {len(text)} characters of {limit}."
+            )
+        recipient = (
+            await uow.session.get(Recipient, conversation.recipient_id) if conversation.recipient_id else None
+        )
+        blocker = reply_blocker(conversation, recipient, now)
+        if blocker:
+            raise ActionRefused(blocker)
+        outbox = await enqueue(
+            uow.session,
+            channel=conversation.channel,
+            to_address=conversation.address,
+            from_address=conversation.service_address,
+            body=text,
+            idempotency_key=f"console-reply:{conversation.id}:{token}",
+            retailer_id=conversation.retailer_id,
+            conversation_id=conversation.id,
+            recipient_id=conversation.recipient_id,
+            template_key="agent.reply",
+        )
+        assert outbox.id is not None
+        existing = (await uow.session.exec(select(Message).where(Message.outbox_id == outbox.id))).first()
+        if existing is not None:  # the same form submitted twice
+            assert existing.id is not None
+            return existing.id
+        message = Message(
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            direction=Direction.outbound,
+            author=Author.agent,
+            author_user_id=user.id,
+            text=text,
+            outbox_id=outbox.id,
+            created_at=now,
+        )
+        uow.session.add(message)
+        conversation.updated_at = now
+        uow.session.add(conversation)
+        await uow.session.flush()
+        assert message.id is not None
+        uow.record(AgentReplied(conversation.id, conversation.retailer_id, message.id, outbox.id))
+        await uow.commit()
+        message_id = message.id
+    _wake_outbox(ctx)
+    log.info(
+        "console_replied", conversation_id=conversation_id, user_id=user.id, channel=conversation.channel
+    )
+    return message_id
+
+
+def _wake_outbox(ctx: AppContext) -> None:
+    worker = ctx.components.get("outbox_worker")
+    wake = getattr(worker, "wake", None)
+    if callable(wake):
+        wake()
+
+
+async def add_note(ctx: AppContext, user: ConsoleUser, conversation_id: int, text: str) -> int:
+    text = text.strip()
+    if not text:
+        raise InvalidInput("Write the note first.")
+    if len(text) > NOTE_LIMIT:
+        raise InvalidInput(f"A note is at most {NOTE_LIMIT} characters.")
+    now = ctx.clock()
+    async with ctx.uow() as uow:
+        conversation = await _conversation(uow, user, conversation_id)
+        assert conversation.id is not None
+        message = Message(
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            direction=Direction.outbound,
+            author=Author.agent,
+            author_user_id=user.id,
+            text=text,
+            internal_note=True,
+            created_at=now,
+        )
+        uow.session.add(message)
+        await uow.session.flush()
+        assert message.id is not None
+        uow.record(NoteAdded(conversation.id, conversation.retailer_id, message.id))
+        await uow.commit()
+        return message.id
+
+
+# --- acting on the delivery ----------------------------------------------------------------------
+
+
+def parse_window(value: str) -> tuple[datetime, datetime]:
+    """A "start|end" pair of ISO instants (what the offer radio buttons carry)."""
+    try:
+        start_text, end_text = value.split("|", 1)
+        start, end = datetime.fromisoformat(start_text), datetime.fromisoformat(end_text)
+    except ValueError:
+        raise InvalidInput("Choose one of the windows offered.") from None
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise InvalidInput("Choose one of the windows offered.")
+    return start, end
+
+
+async def _note_change(ctx: AppContext, user: ConsoleUser, conversation_id: int | None, text: str) -> None:
+    if conversation_id is None:
+        return
+    async with ctx.uow() as uow:
+        conversation = await uow.session.get(Conversation, conversation_id)
+        if conversation is None or not _visible(user, conversation):
+            return
+        _event_line(uow, conversation, user, text, "delivery_changed", ctx.clock())
+        conversation.updated_at = ctx.clock()
+        uow.session.add(conversation)
+        await uow.commit()
+
+
+async def reschedule(
+    ctx: AppContext, user: ConsoleUser, delivery_id: int, window: str, conversation_id: int | None
+) -> ChangeResult:
+    start, end = parse_window(window)
+    async with ctx.uow() as uow:
+        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
+        result = await service.reschedule_delivery(uow, delivery, start, end, actor(user), now=ctx.clock())
+        tz, tracking = delivery.timezone, delivery.tracking
+    await _note_change(
+        ctx,
+        user,
+        conversation_id,
+        f"{user.display_name} rescheduled {tracking} to {fmt_window(start, end, tz)}",
+    )
+    return result
+
+
+async def redirect(
+    ctx: AppContext, user: ConsoleUser, delivery_id: int, pickup_point_id: int, conversation_id: int | None
+) -> ChangeResult:
+    async with ctx.uow() as uow:
+        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
+        result = await service.redirect_to_pickup(
+            uow, delivery, pickup_point_id, actor(user), now=ctx.clock()
+        )
+        tracking = delivery.tracking
+    await _note_change(
+        ctx, user, conversation_id, f"{user.display_name} redirected {tracking} to a pickup point"
+    )
+    return result
+
+
+async def book_white_glove(
+    ctx: AppContext, user: ConsoleUser, delivery_id: int, window: str, conversation_id: int | None
+) -> ChangeResult:
+    start, end = parse_window(window)
+    async with ctx.uow() as uow:
+        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
+        result = await service.book_white_glove(uow, delivery, start, end, actor(user), now=ctx.clock())
+        tz, tracking = delivery.timezone, delivery.tracking
+    await _note_change(
+        ctx,
+        user,
+        conversation_id,
+        f"{user.display_name} booked white-glove for {tracking}: {fmt_window(start, end, tz)}",
+    )
+    return result
+
+
+async def set_instructions(
+    ctx: AppContext, user: ConsoleUser, delivery_id: int, instructions: str, conversation_id: int | None
+) -> None:
+    instructions = instructions.strip()
+    if len(instructions) > 500:
+        raise InvalidInput("Instructions are at most 500 characters.")
+    async with ctx.uow() as uow:
+        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
+        await service.set_instructions(uow, delivery, instructions, actor(user))
+        tracking = delivery.tracking
+    await _note_change(
+        ctx, user, conversation_id, f"{user.display_name} changed the instructions of {tracking}"
+    )
