@@ -69,7 +69,10 @@ class Speaker:
     def _(self, message: str, **params: Any) -> str:
         """Translate `message`, then fill its %(name)s placeholders."""
         text = self._translations.gettext(message)
-        return text % params if params else text
+        if not params:
+            return text
+        # a value that ends a sentence with its own period ("ven. 4 déc.") does not need a second one
+        return (text % params).replace("..", ".")
 
     def finish(self, text: str) -> str:
         """What leaves the bot: SMS gets plain spaces, quotes and dashes (one GSM-7 segment goes further)."""
