@@ -15,6 +15,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.understanding import Intent, Understanding, understand, warm_up
 from bot.understanding.cli import run
@@ -429,3 +431,88 @@ class TestCommandLine:
             "after 3", locale="en", now=at(24, 10, 30).astimezone(ZoneInfo("UTC")), timezone=TORONTO
         )
         assert naive.window_start == aware.window_start == at(24, 15)
+
+
+class TestAnyText:
+    """Whatever a recipient types, the reader answers with a well-formed Understanding."""
+
+    @staticmethod
+    def check(result: Understanding) -> None:
+        assert isinstance(result.intent, Intent)
+        assert 0.0 <= result.confidence <= 1.0
+        for moment in (result.window_start, result.window_end):
+            assert moment is None or moment.tzinfo is not None
+        if result.window_start is not None and result.window_end is not None:
+            assert result.window_start < result.window_end
+        assert result.option is None or 1 <= result.option <= 99
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.text(max_size=200))
+    def test_arbitrary_unicode(self, text):
+        self.check(read(text))
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    "after",
+                    "before",
+                    "between",
+                    "and",
+                    "entre",
+                    "et",
+                    "y",
+                    "de",
+                    "a",
+                    "-",
+                    "h",
+                    ":",
+                    "pm",
+                    "am",
+                    "the",
+                    "le",
+                    "el",
+                    "28th",
+                    "1er",
+                    "99",
+                    "0",
+                    "24",
+                    "12",
+                    "7",
+                    "45",
+                    "3",
+                    "31/02",
+                    "99/99/9999",
+                    "noon",
+                    "midi",
+                    "friday",
+                    "demain",
+                    "mañana",
+                    "por la tarde",
+                    "not",
+                    "pas avant",
+                    "until",
+                    "tomorrow",
+                    "dec",
+                    "décembre",
+                    "in",
+                    "dans",
+                    "days",
+                    "jours",
+                    "option",
+                    "2️⃣",
+                    "🙏",
+                    "STOP",
+                    "h30",
+                    "15h30",
+                    "10-2",
+                    "weekend",
+                    "next week",
+                ]
+            ),
+            max_size=12,
+        )
+    )
+    def test_time_words_in_any_order(self, words):
+        self.check(read(" ".join(words), "fr_CA"))

@@ -69,8 +69,8 @@ def _w(pattern: str) -> re.Pattern[str]:
 # One clock time. Groups: h, m (minutes), m2 ("15 h 30"), mer (meridiem word), word (noon).
 CLOCK = (
     r"(?:(?:a |at |@ )?(?:las |la |les |l )?)?"
-    r"(?:(?P<{p}h>\d{{1,2}})(?:[:h.](?P<{p}m>\d{{2}}))?"
-    r"(?: (?:h|hr|hrs|hour|hours|heures|heure|horas|hora|hs)(?: (?P<{p}m2>\d{{2}})(?! ?(?:h|am|pm)))?)?"
+    r"(?:(?P<{p}h>(?:[01]?\d|2[0-3])(?!\d))(?:[:h.](?P<{p}m>[0-5]\d))?"
+    r"(?: (?:h|hr|hrs|hour|hours|heures|heure|horas|hora|hs)(?: (?P<{p}m2>[0-5]\d)(?! ?(?:h|am|pm)))?)?"
     r"(?: ?(?P<{p}mer>am|pm|a m|p m|o clock|du matin|le matin|de l apresmidi|du soir|le soir|de la manana"
     r"|de la tarde|de la noche|in the morning|in the afternoon|in the evening|at night|this morning"
     r"|this afternoon|this evening|tonight|a m \.|p m \.))?"
@@ -120,9 +120,9 @@ AROUND = _w(
     r"|alrededor de|tipo|genre|for|@|pour|para) " + clock("a")
 )
 MARKED_TIME = _w(
-    r"(?P<ah>\d{1,2})(?:[:h.](?P<am>\d{2}))?(?: ?(?P<amer>am|pm|a m|p m|o clock)| (?:h|hr|hrs|heures|"
-    r"horas|hs)"
-    r"(?: (?P<am2>\d{2}))?)(?P<aword>)"
+    r"(?P<ah>(?:[01]?\d|2[0-3])(?!\d))(?:[:h.](?P<am>[0-5]\d))?"
+    r"(?: ?(?P<amer>am|pm|a m|p m|o clock)| (?:h|hr|hrs|heures|horas|hs)"
+    r"(?: (?P<am2>[0-5]\d))?)(?P<aword>)"
 )
 NOON = _w(r"(?P<ah>)(?P<am>)(?P<amer>)(?P<am2>)(?P<aword>noon|midday|midi|mediodia|lunch|lunchtime)")
 # "early saturday morning" -> "saturday early morning", so the day and the part are both read.
@@ -130,7 +130,7 @@ SPLIT_PART = re.compile(
     r"(?<![a-z])(early|late) (monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|today)"
     r" (morning|afternoon|evening)(?![a-z])"
 )
-HHMM = _w(r"(?P<ah>\d{1,2})[:h](?P<am>\d{2})(?P<amer>)(?P<am2>)(?P<aword>)")
+HHMM = _w(r"(?P<ah>(?:[01]?\d|2[0-3]))[:h](?P<am>[0-5]\d)(?P<amer>)(?P<am2>)(?P<aword>)")
 
 PART_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
@@ -450,7 +450,9 @@ def _dateparser_day(phrase: str, language: str | None, now: datetime) -> date | 
     for code in (first, *(c for c in ("en", "fr", "es") if c != first)):
         parsed = dateparser.parse(phrase, languages=[code], settings=settings)
         if parsed is not None:
-            return parsed.date()
+            day = parsed.date()
+            # Future preferred, and no delivery is booked a year ahead: anything else is a misreading.
+            return day if now.date() <= day <= now.date() + timedelta(days=366) else None
     return None
 
 
@@ -520,6 +522,8 @@ def _resolve(reading: Reading, now: datetime, zone: ZoneInfo) -> tuple[datetime 
             day += timedelta(days=1)
     if start is None and end is None:
         return _at(day, 0, zone), _at(reading.day_end or day + timedelta(days=1), 0, zone)
+    if start is not None and end is not None and start >= end:
+        end = None  # contradictory bounds ("after 5 ... before 3"): the start is kept
     return (
         _at(day, start, zone) if start is not None else None,
         _at(day, end, zone) if end is not None else None,
