@@ -1,0 +1,112 @@
+"""White-glove setup: slots on a crew's route with the crew's longer service, booked atomically."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from core.models import ChangeLog
+from scheduling.events import WhiteGloveBooked
+from tests.plans import DAY, small_plan
+from tests.scheduling_support import NOW, TORONTO, import_plan, local, violations, window
+
+PLAN_DAY = date.fromisoformat(DAY)
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(ctx):
+    ctx.clock = lambda: NOW
+    published: list = []
+
+    async def collect(events):
+        published.extend(events)
+
+    ctx.event_handlers.append(collect)
+    return published
+
+
+async def crew_id(client, tenant) -> int:
+    return (await client.get("/api/v1/deliveries/T005", headers=tenant.headers)).json()["route"]["id"]
+
+
+class TestSetupSlots:
+    async def test_slots_are_on_a_crews_route_only(self, client, acme):
+        await import_plan(client, acme, small_plan())
+        crew = await crew_id(client, acme)
+        response = await client.get("/api/v1/deliveries/T002/white-glove/slots?days=1", headers=acme.headers)
+        assert response.status_code == 200, response.text
+        slots = response.json()["slots"]
+        assert slots and {s["route"] for s in slots} == {crew}
+        for slot in slots:
+            start = datetime.fromisoformat(slot["start"]).astimezone(TORONTO)
+            assert datetime.fromisoformat(slot["end"]) - datetime.fromisoformat(slot["start"]) == timedelta(
+                hours=2
+            )
+            assert start <= datetime.fromisoformat(slot["eta"])
+
+    async def test_a_day_without_a_plan_has_no_setup_slots(self, client, acme):
+        await import_plan(client, acme, small_plan())
+        response = await client.get("/api/v1/deliveries/T002/white-glove/slots?days=3", headers=acme.headers)
+        assert {s["date"] for s in response.json()["slots"]} == {DAY}
+
+
+class TestBookingSetup:
+    async def test_booking_moves_the_delivery_onto_the_crew_with_the_longer_service(
+        self, client, acme, ctx, fixed_clock
+    ):
+        await import_plan(client, acme, small_plan())
+        crew = await crew_id(client, acme)
+        response = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 16)}, headers=acme.headers
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["route"] == crew
+        view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
+        assert view["white_glove"]["required"] is True
+        assert datetime.fromisoformat(view["white_glove"]["slot"]["start"]) == local(PLAN_DAY, 16)
+        assert local(PLAN_DAY, 16) <= datetime.fromisoformat(view["eta"]) <= local(PLAN_DAY, 18)
+        from core.models import Delivery
+
+        async with ctx.uow() as uow:
+            delivery = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T002"))).one()
+            logged = (
+                await uow.session.exec(select(ChangeLog).where(ChangeLog.kind == "white_glove_booked"))
+            ).one()
+        assert delivery.service_seconds == 45 * 60
+        assert logged.after["white_glove"]["start"]
+        assert [e.slot_start for e in fixed_clock if isinstance(e, WhiteGloveBooked)] == [local(PLAN_DAY, 16)]
+        assert await violations(ctx) == []
+
+    async def test_a_slot_the_crew_cannot_keep_answers_409_with_other_slots(self, client, acme):
+        plan = small_plan()
+        plan["vehicles"][2]["time_window"] = [28800, 57600]  # the crew stops at 16:00
+        await import_plan(client, acme, plan)
+        response = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 16)}, headers=acme.headers
+        )
+        assert response.status_code == 409 and response.json()["error"] == "SlotUnavailable"
+        alternatives = response.json()["alternatives"]
+        assert alternatives and all(
+            datetime.fromisoformat(a["end"]) <= local(PLAN_DAY, 16) for a in alternatives
+        )
+
+    async def test_the_crews_last_slot_goes_to_one_of_two_recipients(self, client, acme, ctx):
+        import asyncio
+
+        plan = small_plan()
+        plan["vehicles"][2]["capacity"] = [2]  # room for one more setup
+        await import_plan(client, acme, plan)
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"/api/v1/deliveries/{t}/white-glove",
+                    json={"slot": window(PLAN_DAY, 10)},
+                    headers=acme.headers,
+                )
+                for t in ("T001", "T002")
+            )
+        )
+        assert sorted(r.status_code for r in responses) == [200, 409]
+        assert await violations(ctx) == []
