@@ -229,6 +229,7 @@ async def main() -> int:
     for r in results:
         print(f"{r.name:<50} {r.rate:>8.0f} {r.quantile(0.5):>8.1f} {r.quantile(0.99):>8.1f} {r.errors:>7}")
     print(f"ratio Doorstep / bare: {full.rate / bare.rate:.2f}")
+    print("machine load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     print(f"inbound messages stored: {inbound}, replies written to the outbox: {replies} "
           f"(mean latency {statistics.fmean(full.latencies) * 1000:.1f} ms)")  # fmt: skip
     return 1 if full.errors or bare.errors else 0

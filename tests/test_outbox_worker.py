@@ -282,3 +282,21 @@ class TestBackgroundWorker:
                 break
             await asyncio.sleep(0.02)
         assert (await row_of(running, row_id)).status == OutboxStatus.queued
+
+    async def test_stopping_the_app_lets_a_send_in_flight_finish(self, settings: Settings, ctx: AppContext):
+        started = asyncio.Event()
+
+        class SlowSender(RecordingSender):
+            async def send(self, message: OutboxMessage) -> SendResult:
+                started.set()
+                await asyncio.sleep(0.3)
+                return await super().send(message)
+
+        app = create_app(settings, ctx=ctx)
+        async with app.router.lifespan_context(app):
+            senders(ctx)[Channel.web] = SlowSender()
+            row_id = await put(ctx, channel=Channel.web, at=datetime.now(UTC))
+            ctx.components["outbox_worker"].wake()
+            await asyncio.wait_for(started.wait(), timeout=5)
+        row = await row_of(ctx, row_id)
+        assert (row.status, row.claimed_until) == (OutboxStatus.queued, None)
