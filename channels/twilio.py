@@ -217,10 +217,18 @@ class TwilioSender:
             )
         except TwilioRestException as exc:
             raise TransientSendError(f"Twilio {exc.code} while checking for an earlier send") from exc
-        for candidate in found:
-            if body is None or candidate.body == body:
-                return str(candidate.sid)
-        return None
+        matching = [str(c.sid) for c in found if body is None or c.body == body]
+        if not matching:
+            return None
+        async with self.ctx.uow() as uow:  # a message another row already owns is not ours
+            taken = set(
+                (
+                    await uow.session.exec(
+                        select(OutboxMessage.provider_id).where(col(OutboxMessage.provider_id).in_(matching))
+                    )
+                ).all()
+            )
+        return next((sid for sid in matching if sid not in taken), None)
 
     @staticmethod
     def _address(channel: Channel, number: str) -> str:

@@ -201,6 +201,24 @@ class TestRestart:
         assert (row.status, row.provider_id) == (OutboxStatus.queued, f"P{row_id}-1")
 
 
+class TestConcurrentWorkers:
+    async def test_two_workers_on_postgresql_never_claim_the_same_row(self, ctx, clock, sender, settings):
+        if ctx.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has one writer: one worker process")
+        ids = {await put(ctx, key=f"k{i}") for i in range(20)}
+        other = build_context(settings)
+        other.clock = ctx.clock
+        try:
+            first, second = await asyncio.gather(
+                claim(ctx, [Channel.telegram], limit=15), claim(other, [Channel.telegram], limit=15)
+            )
+        finally:
+            await other.engine.dispose()
+        a, b = {r.id for r in first}, {r.id for r in second}
+        assert not a & b
+        assert a | b == ids
+
+
 class TestRateLimits:
     async def test_a_chat_limit_defers_without_spending_attempts(self, ctx, clock, sender):
         limiter_time = [0.0]

@@ -184,6 +184,21 @@ class TestRetries:
         assert row.uncertain_since is None
         assert ("GET", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json") in twilio_api.requests
 
+    async def test_the_check_before_resending_ignores_a_message_that_belongs_to_another_row(
+        self, app_ctx: AppContext, twilio_api: FakeTwilioApi
+    ):
+        await put(app_ctx, key="first")
+        await drain(app_ctx)
+        row_id = await put(app_ctx, key="second")  # same text, same recipient
+        async with app_ctx.uow() as uow:
+            row = await uow.session.get(OutboxMessage, row_id)
+            assert row is not None
+            row.uncertain_since = utcnow() - timedelta(seconds=1)
+            await uow.commit()
+        await drain(app_ctx)
+        assert len(twilio_api.messages) == 2
+        assert (await row_of(app_ctx, row_id)).provider_id == twilio_api.messages[1].sid
+
     async def test_a_timeout_before_twilio_accepted_is_sent_again(
         self, app_ctx: AppContext, twilio_api: FakeTwilioApi
     ):
