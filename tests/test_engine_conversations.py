@@ -6,11 +6,14 @@ is the real one wherever a dialog reaches it.
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlmodel import col, select
 
 from bot import handoff
 from bot.engine import ConversationEngine
 from bot.events import HandedBack, HandoffRequested, MessageReceived, MessageSent, TakenOver
+from bot.messages import InboundMessage
 from bot.understanding.model import Intent
 from core.consent import opted_out
 from core.models import (
@@ -65,6 +68,27 @@ class TestStorage:
         assert first and again == []
         assert len(await rows(ctx, Message, Message.direction == Direction.inbound)) == 1
         assert len(understanding.asked) == 1
+
+    async def test_the_same_webhook_delivered_twice_at_once_is_answered_once(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding({"where is it": understood(Intent.where_is_parcel)})
+        engine = engine_for(ctx, understanding)
+        message = InboundMessage(channel=Channel.sms, sender=ADA, text="where is it", provider_id="SM-race")
+        first, second = await asyncio.gather(engine.handle(message), engine.handle(message))
+        assert sorted([len(first), len(second)]) == [0, 1]
+        assert len(await rows(ctx, OutboxMessage)) == 1
+        assert len(await rows(ctx, Message, Message.direction == Direction.inbound)) == 1
+
+    async def test_two_first_messages_at_once_open_one_conversation(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        engine = engine_for(ctx, ScriptedUnderstanding({"hi": understood(Intent.greeting)}))
+        messages = [
+            InboundMessage(channel=Channel.sms, sender=ADA, text="hi", provider_id=f"SM-first-{n}")
+            for n in (1, 2)
+        ]
+        replies = await asyncio.gather(*(engine.handle(m) for m in messages))
+        assert all(replies)
+        assert len(await rows(ctx, Conversation)) == 1
 
     async def test_both_sides_are_kept_and_each_reply_is_in_the_outbox_once(self, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)
