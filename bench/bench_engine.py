@@ -28,16 +28,16 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlmodel import col, select  # noqa: E402
+from sqlmodel import col, select
 
-from app import build_context  # noqa: E402
-from bot.engine import ConversationEngine  # noqa: E402
-from bot.messages import InboundMessage  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.db import migrate  # noqa: E402
-from core.logging import configure_logging  # noqa: E402
-from core.models import Channel, Delivery, DeliveryStatus, Recipient  # noqa: E402
-from scheduling.demo import load_demo  # noqa: E402
+from app import build_context
+from bot.engine import ConversationEngine
+from bot.messages import InboundMessage
+from core.config import Settings
+from core.db import migrate
+from core.logging import configure_logging
+from core.models import Channel, Delivery, DeliveryStatus, Recipient
+from scheduling.demo import load_demo
 
 STATUS_MEDIAN_MS = 50.0
 CHANGE_MEDIAN_MS = 250.0
@@ -116,7 +116,9 @@ async def run(recipients: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipients", type=int, default=60)
     args = parser.parse_args()
     return asyncio.run(run(args.recipients))
