@@ -763,6 +763,27 @@ INTENT_CUES += [
     ("yes", 2, r"c est beau|c est correct|c est ok|ca me va|esta bien|me sirve"),
 ]
 
+INTENT_CUES += [
+    (
+        "reschedule",
+        3,
+        r"push (?:it |the delivery |my delivery |\w+ )?back|push back|later date|remettre (?:ca|"
+        r"la livraison)",
+    ),
+    (
+        "instructions",
+        4,
+        r"(?:doorbell|door bell|bell|buzzer|sonnette|timbre) (?:\w+ ){0,3}(?:work|working|broken|brise|brisee"
+        r"|marche pas|sirve|funciona)|(?:call|text) (?:me )?when (?:you|u) (?:get|are|arrive)",
+    ),
+    (
+        "where_is_parcel",
+        3,
+        r"(?:still |toujours |sigue )?(?:scheduled|prevue|prevu|programado|programada|prevista|previsto)"
+        r"|cuanto tarda|tarda (?:en|mucho)|wondering if|je voulais savoir|queria saber|quisiera saber",
+    ),
+]
+
 # Phrases that are greetings or good wishes, not times ("good morning", "buenas tardes"): removed
 # from the text the window reader sees.
 COURTESY_TIME_PHRASES = _w(

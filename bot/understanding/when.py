@@ -109,7 +109,8 @@ AFTER_POSTFIX = _w(
     r"|en adelante|o mas tarde|como minimo)"
 )
 BEFORE = _w(
-    r"(?:before|by|until|till|til|up to|earlier than|at the latest|avant|jusqu a|jusqu au|au plus tard(?: a)?"
+    r"(?:before|by|until|till|til|up to|earlier than|at the latest|avant|en avant de|jusqu a|jusqu au|"
+    r"au plus tard(?: a)?"
     r"|antes de(?: las| la)?|antes del|hasta(?: las| la)?|a mas tardar(?: a las)?|max) " + clock("a")
 )
 BEFORE_POSTFIX = _w(
@@ -244,11 +245,11 @@ ORDINAL_DAY = _w(
 )
 ABSENCE = _w(
     r"not (?:be )?(?:home|there|around|in|available)|be not (?:home|there|around|available)|will not be|"
-    r"am not (?:home|there)|at work|i am out|away|busy|working|i work"
+    r"am not (?:home|there)|at work|i am out|away|busy|working|i work|stuck at|at the office|can not make it"
     r"|pas (?:la|chez (?:moi|nous)|a la maison|disponible|dispo)|absente?|au travail|au boulot|a la job|"
-    r"je travaille|occupee?"
+    r"je travaille|occupee?|je peux pas|je ne peux pas|au bureau|pas possible"
     r"|no (?:voy a estar|estare|estoy|estaremos|hay nadie)|estoy en el trabajo|trabajo|fuera de casa|"
-    r"ocupad[oa]"
+    r"ocupad[oa]|no puedo|no podre|en la oficina"
 )
 # Time already spent, not asked for: "since this morning", "toute la journée", "toda la mañana".
 ELAPSED = _w(
@@ -472,9 +473,15 @@ def read_window(
     zone = ZoneInfo(timezone)
     local_now = now.astimezone(zone)
     today = local_now.date()
+    readings = [
+        read_clause(f" {clause} ", today=today, language=language, now=local_now)
+        for clause in CLAUSE_BREAK.split(canonical)
+    ]
+    # The clause that names both a day and a time is the request; a day alone elsewhere is context
+    # ("stuck at the office today, could you try tomorrow afternoon?").
+    readings.sort(key=lambda r: not (r.day is not None and r.has_time))
     merged = Reading()
-    for clause in CLAUSE_BREAK.split(canonical):
-        reading = read_clause(f" {clause} ", today=today, language=language, now=local_now)
+    for reading in readings:
         merged.context_day = merged.context_day or reading.context_day
         if merged.day is None and reading.day is not None:
             merged.day, merged.day_end, merged.explicit_today = (
