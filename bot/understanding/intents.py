@@ -11,6 +11,8 @@ from bot.understanding.lexicon import (
     INTENT_CUES,
     LANGUAGE_NAMES,
     LANGUAGE_WORDS,
+    LOOSE_WORDS,
+    PARCEL_WORDS,
     START_WORDS,
     STOP_WORDS,
     WORD_PATTERN,
@@ -155,6 +157,21 @@ def score(canonical: str) -> dict[Intent, float]:
     if NO_THANKS.search(canonical):
         scores[Intent.no] = scores.get(Intent.no, 0.0) + 3
     return scores
+
+
+def loose_intent(tokens: Iterable[str]) -> Intent | None:
+    """The intent single words lean to when no phrase matched; None when they do not lean."""
+    counts = dict.fromkeys(LOOSE_WORDS, 0.0)
+    for token in tokens:
+        for intent, words in LOOSE_WORDS.items():
+            if token in words:
+                counts[intent] += 1
+        if token in PARCEL_WORDS:
+            counts["where_is_parcel"] += 0.5
+    ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)
+    if ranked[0][1] == 0 or ranked[0][1] == ranked[1][1]:
+        return None
+    return Intent(ranked[0][0])
 
 
 def find_option(canonical: str) -> int | None:

@@ -784,6 +784,36 @@ INTENT_CUES += [
     ),
 ]
 
+# Single words that lean towards an intent, consulted only when no phrase above matched, no time was
+# asked for and the message is not a social move: a last resort before "unknown".
+LOOSE_WORDS: dict[str, frozenset[str]] = {
+    "where_is_parcel": _words(
+        """where when status eta track tracking arrive arriving arrival coming shipped delivered driver truck
+        ou quand arrive arrivee livreur camion suivi statut donde cuando llega llegada repartidor estado
+        rastreo envio"""
+    ),
+    "reschedule": _words(
+        """reschedule change another different later earlier move push delay postpone instead changer autre
+        reporter remettre decaler cambiar otro otra mover aplazar retrasar"""
+    ),
+    "redirect_pickup": _words(
+        """pickup pick collect locker depot counter relay ramasser chercher recuperer casier relais comptoir
+        recoger buscar sucursal casillero"""
+    ),
+    "white_glove": _words(
+        "install assemble setup mount installer installation montage monter instalar armar montar"
+    ),
+    "instructions": _words(
+        """door porch neighbour code buzzer gate leave garage porte voisin voisine laisser sonnette puerta
+        vecino vecina dejar timbre codigo"""
+    ),
+    "human": _words(
+        "person human agent someone call phone personne humain appeler persona humano alguien llamar"
+    ),
+}
+# Words for the parcel itself: alone ("my parcel?") they ask where it is.
+PARCEL_WORDS = _words("parcel package order delivery colis paquet commande livraison paquete pedido entrega")
+
 # Phrases that are greetings or good wishes, not times ("good morning", "buenas tardes"): removed
 # from the text the window reader sees.
 COURTESY_TIME_PHRASES = _w(
@@ -866,7 +896,9 @@ def _known_words() -> frozenset[str]:
         words |= words_of(pattern)
     for expansion in SHORTHAND.values():
         words |= set(expansion.split())
-    words |= STOP_WORDS | START_WORDS | HELP_WORDS
+    words |= STOP_WORDS | START_WORDS | HELP_WORDS | PARCEL_WORDS
+    for loose in LOOSE_WORDS.values():
+        words |= loose
     return frozenset(w for w in words if w.isalpha())
 
 

@@ -57,7 +57,12 @@ def understand(text: str, *, locale: str, now: datetime, timezone: str) -> Under
     scores = intents.score(message.canonical)
 
     intent, confidence = _decide(
-        scores, has_window=has_window, option=option, tracking=tracking, raw=raw, canonical=message.canonical
+        scores,
+        has_window=has_window,
+        option=option,
+        tracking=tracking,
+        tokens=message.tokens,
+        canonical=message.canonical,
     )
     if intent not in TIMED_INTENTS:
         start = end = None
@@ -85,7 +90,7 @@ def _decide(
     has_window: bool,
     option: int | None,
     tracking: str | None,
-    raw: str,
+    tokens: tuple[str, ...],
     canonical: str,
 ) -> tuple[Intent, float]:
     content = [(scores[i], i) for i in intents.CONTENT_INTENTS if scores.get(i)]
@@ -111,7 +116,9 @@ def _decide(
                 return intent, 0.85
     if tracking is not None:
         return Intent.where_is_parcel, 0.7
-    del raw
+    leaning = intents.loose_intent(tokens)
+    if leaning is not None:
+        return leaning, 0.4
     return Intent.unknown, 0.0
 
 
