@@ -159,10 +159,10 @@ def score(canonical: str) -> dict[Intent, float]:
     return scores
 
 
-def loose_intent(tokens: Iterable[str]) -> Intent | None:
+def loose_intent(canonical: str) -> Intent | None:
     """The intent single words lean to when no phrase matched; None when they do not lean."""
     counts = dict.fromkeys(LOOSE_WORDS, 0.0)
-    for token in tokens:
+    for token in POSTAL_CODE_WORDS.sub(" ", canonical).split():
         for intent, words in LOOSE_WORDS.items():
             if token in words:
                 counts[intent] += 1

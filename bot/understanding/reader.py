@@ -61,7 +61,6 @@ def understand(text: str, *, locale: str, now: datetime, timezone: str) -> Under
         has_window=has_window,
         option=option,
         tracking=tracking,
-        tokens=message.tokens,
         canonical=message.canonical,
     )
     if intent not in TIMED_INTENTS:
@@ -90,7 +89,6 @@ def _decide(
     has_window: bool,
     option: int | None,
     tracking: str | None,
-    tokens: tuple[str, ...],
     canonical: str,
 ) -> tuple[Intent, float]:
     content = [(scores[i], i) for i in intents.CONTENT_INTENTS if scores.get(i)]
@@ -116,7 +114,7 @@ def _decide(
                 return intent, 0.85
     if tracking is not None:
         return Intent.where_is_parcel, 0.7
-    leaning = intents.loose_intent(tokens)
+    leaning = intents.loose_intent(canonical)
     if leaning is not None:
         return leaning, 0.4
     return Intent.unknown, 0.0
