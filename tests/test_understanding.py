@@ -423,7 +423,7 @@ class TestCommandLine:
         stdout = io.StringIO()
         assert run(stdin, stdout, timings=True) == 0
         answer = json.loads(stdout.getvalue())
-        assert answer["intent"] == "greeting" and answer["elapsed_ms"] >= 0
+        assert answer["intent"] == "greeting" and answer["elapsed_ms"] >= 0 and answer["cpu_ms"] >= 0
 
     def test_a_naive_now_is_local_time_and_an_aware_one_is_converted(self):
         naive = read("after 3")
