@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -28,12 +29,15 @@ from core.models import (
     Author,
     Channel,
     Conversation,
+    ConversationStatus,
     Delivery,
     DeliveryStatus,
     Direction,
     Message,
     Notification,
     OutboxMessage,
+    OutboxStatus,
+    Owner,
     PickupPoint,
     Recipient,
     Retailer,
@@ -702,67 +706,87 @@ async def _enqueue_many(
     """Outbox rows for a batch, each once (idempotency key), each in its recipient's conversation.
 
     The same contract as core.outbox.enqueue, in bulk: one query for the keys already there, one
-    for the conversations, one flush for the inserts.
+    for the conversations, and multi-row inserts (RETURNING ids in order) instead of one ORM
+    object per row, which is what lets a 100,000-delivery day fire at thousands per second.
     """
     keys = [row["idempotency_key"] for _, row in outgoing]
-    already = {
-        m.idempotency_key: m
-        for m in (
-            await session.exec(select(OutboxMessage).where(col(OutboxMessage.idempotency_key).in_(keys)))
-        ).all()
-    }
-    conversations = await _conversations(session, [row for _, row in outgoing], now)
-    created: list[tuple[Notification, OutboxMessage, Conversation, dict[str, Any]]] = []
-    for note, row in outgoing:
-        existing = already.get(row["idempotency_key"])
-        if existing is not None:
-            note.outbox_id = existing.id
-            note.status = SENT
-            continue
-        conversation = conversations[(row["channel"], row["to_address"], row["service_address"])]
-        message = OutboxMessage(
-            channel=row["channel"],
-            to_address=row["to_address"],
-            body=row["body"],
-            options=row["options"],
-            idempotency_key=row["idempotency_key"],
-            retailer_id=row["retailer_id"],
-            recipient_id=row["recipient_id"],
-            conversation_id=conversation.id,
-            content_sid=row["content_sid"],
-            content_variables=row["content_variables"],
-            template_key=row["template_key"],
-            next_attempt_at=now,
-            created_at=now,
-        )
-        session.add(message)
-        created.append((note, message, conversation, row))
-    await session.flush()
-    for note, message, conversation, row in created:
-        note.outbox_id = message.id
-        note.status = SENT
-        session.add(
-            Message(
-                conversation_id=conversation.id or 0,
-                channel=row["channel"],
-                direction=Direction.outbound,
-                author=Author.system,
-                text=row["body"],
-                options=row["options"],
-                outbox_id=message.id,
-                created_at=now,
+    already: dict[str, int] = {}
+    for chunk in range(0, len(keys), 500):
+        for key, outbox_id in (
+            await session.execute(
+                select(OutboxMessage.idempotency_key, OutboxMessage.id).where(
+                    col(OutboxMessage.idempotency_key).in_(keys[chunk : chunk + 500])
+                )
             )
+        ).all():
+            already[key] = outbox_id
+    fresh: list[tuple[Notification, dict[str, Any]]] = []
+    for note, row in outgoing:
+        if row["idempotency_key"] in already:
+            note.outbox_id, note.status = already[row["idempotency_key"]], SENT
+        else:
+            fresh.append((note, row))
+    if not fresh:
+        return []
+    conversations = await _conversations(session, fresh, now)
+    values = [
+        {
+            "channel": row["channel"],
+            "to_address": row["to_address"],
+            "from_address": "",
+            "body": row["body"],
+            "options": row["options"],
+            "idempotency_key": row["idempotency_key"],
+            "retailer_id": row["retailer_id"],
+            "recipient_id": row["recipient_id"],
+            "conversation_id": conversations[(row["channel"], row["to_address"], row["service_address"])],
+            "content_sid": row["content_sid"],
+            "content_variables": row["content_variables"],
+            "template_key": row["template_key"],
+            "status": OutboxStatus.pending,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "segments": 1,
+            "encoding": "",
+            "created_at": now,
+        }
+        for _, row in fresh
+    ]
+    ids = list(
+        (
+            await session.execute(
+                insert(OutboxMessage).returning(col(OutboxMessage.id), sort_by_parameter_order=True), values
+            )
+        ).scalars()
+    )
+    messages = []
+    for (note, row), outbox_id, value in zip(fresh, ids, values, strict=True):
+        note.outbox_id, note.status = outbox_id, SENT
+        messages.append(
+            {
+                "conversation_id": value["conversation_id"],
+                "channel": row["channel"],
+                "direction": Direction.outbound,
+                "author": Author.system,
+                "text": row["body"],
+                "options": row["options"],
+                "internal_note": False,
+                "outbox_id": outbox_id,
+                "created_at": now,
+            }
         )
-        _offer(conversation, note, row["options"], now)
-    return [m.id or 0 for _, m, _, _ in created]
+    await session.execute(insert(Message), messages)
+    return ids
 
 
 async def _conversations(
-    session: Any, rows: list[dict[str, Any]], now: datetime
-) -> dict[tuple[Channel, str, str], Conversation]:
-    """The recipient's conversation on that channel and number, created if new."""
-    wanted = {(row["channel"], row["to_address"], row["service_address"]): row for row in rows}
-    found: dict[tuple[Channel, str, str], Conversation] = {}
+    session: Any, fresh: list[tuple[Notification, dict[str, Any]]], now: datetime
+) -> dict[tuple[Channel, str, str], int]:
+    """Each recipient's conversation on that channel and number (created when new), which now
+    concerns this delivery; on SMS "1", "2"... then mean this message's options."""
+    wanted = {(row["channel"], row["to_address"], row["service_address"]): (note, row) for note, row in fresh}
+    found: dict[tuple[Channel, str, str], int] = {}
     addresses = list({key[1] for key in wanted})
     for chunk in range(0, len(addresses), 500):
         for conversation in (
@@ -772,21 +796,38 @@ async def _conversations(
         ).all():
             key = (Channel(conversation.channel), conversation.address, conversation.service_address)
             if key in wanted:
-                found[key] = conversation
-    for key, row in wanted.items():
-        if key not in found:
-            found[key] = Conversation(
-                channel=key[0],
-                address=key[1],
-                service_address=key[2],
-                retailer_id=row["retailer_id"],
-                recipient_id=row["recipient_id"],
-                locale=row["locale"],
-                created_at=now,
-                updated_at=now,
+                note, row = wanted[key]
+                _offer(conversation, note, row["options"], now)
+                session.add(conversation)
+                found[key] = conversation.id
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        values = []
+        for key in missing:
+            note, row = wanted[key]
+            values.append(
+                {
+                    "channel": key[0],
+                    "address": key[1],
+                    "service_address": key[2],
+                    "retailer_id": row["retailer_id"],
+                    "recipient_id": row["recipient_id"],
+                    "delivery_id": note.delivery_id,
+                    "locale": row["locale"],
+                    "owner": Owner.bot,
+                    "status": ConversationStatus.open,
+                    "state": {"dialog": {"options": row["options"], "offers": {}}} if row["options"] else {},
+                    "misunderstood": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
-            session.add(found[key])
-    await session.flush()
+        ids = (
+            await session.execute(
+                insert(Conversation).returning(col(Conversation.id), sort_by_parameter_order=True), values
+            )
+        ).scalars()
+        found.update(zip(missing, ids, strict=True))
     return found
 
 
