@@ -71,12 +71,26 @@ def bare_app() -> FastAPI:
     return app
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to compare servers on a busy machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     name: str
     latencies: list[float]
     errors: int
     seconds: float
+    server_cpu: float = float("nan")
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.server_cpu / len(self.latencies) * 1000 if self.latencies else float("nan")
 
     @property
     def rate(self) -> float:
@@ -118,7 +132,7 @@ async def wait_ready(base: str, process: subprocess.Popen[bytes], limit: float =
     raise RuntimeError("server did not start")
 
 
-async def fire(name: str, base: str, phones: list[str], seconds: float, concurrency: int) -> Result:
+async def fire(name: str, base: str, phones: list[str], seconds: float, concurrency: int, pid: int) -> Result:
     validator = RequestValidator(TOKEN)
     senders = itertools.cycle(phones)
     bodies = itertools.cycle(BODIES)
@@ -153,10 +167,12 @@ async def fire(name: str, base: str, phones: list[str], seconds: float, concurre
 
         warm_until = time.perf_counter() + 1.0
         await asyncio.gather(*(worker(warm_until, False) for _ in range(concurrency)))
+        cpu_before = cpu_seconds(pid)
         start = time.perf_counter()
         await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
         took = time.perf_counter() - start
-    return Result(name, latencies, errors, took)
+        cpu = cpu_seconds(pid) - cpu_before
+    return Result(name, latencies, errors, took, cpu)
 
 
 def demo_phones(db: Path) -> list[str]:
@@ -214,7 +230,9 @@ async def main() -> int:
                 await wait_ready(f"http://127.0.0.1:{port}", process)
                 before = count(db, "SELECT count(*) FROM outboxmessage")
                 results.append(
-                    await fire(name, f"http://127.0.0.1:{port}", phones, args.seconds, args.concurrency)
+                    await fire(
+                        name, f"http://127.0.0.1:{port}", phones, args.seconds, args.concurrency, process.pid
+                    )
                 )
                 replies = count(db, "SELECT count(*) FROM outboxmessage") - before
             finally:
@@ -225,10 +243,16 @@ async def main() -> int:
     bare, full = results
     print(f"inbound Twilio webhooks, 1 uvicorn process (uvloop, httptools), SQLite, demo dataset, "
           f"{args.concurrency} concurrent, {args.seconds:g} s each")  # fmt: skip
-    print(f"{'endpoint':<50} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(
+        f"{'endpoint':<50} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server CPU ms/req':>18}"
+    )
     for r in results:
-        print(f"{r.name:<50} {r.rate:>8.0f} {r.quantile(0.5):>8.1f} {r.quantile(0.99):>8.1f} {r.errors:>7}")
-    print(f"ratio Doorstep / bare: {full.rate / bare.rate:.2f}")
+        print(
+            f"{r.name:<50} {r.rate:>8.0f} {r.quantile(0.5):>8.1f} {r.quantile(0.99):>8.1f} {r.errors:>7}"
+            f" {r.cpu_ms_per_request:>18.2f}"
+        )
+    print(f"ratio Doorstep / bare: {full.rate / bare.rate:.2f} in req/s, "
+          f"{bare.cpu_ms_per_request / full.cpu_ms_per_request:.2f} in server CPU per request")  # fmt: skip
     print("machine load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     print(f"inbound messages stored: {inbound}, replies written to the outbox: {replies} "
           f"(mean latency {statistics.fmean(full.latencies) * 1000:.1f} ms)")  # fmt: skip
