@@ -19,7 +19,7 @@ install: $(STAMP) locales
 
 # Compiles the gettext catalogues the bot answers with.
 locales: $(STAMP)
-	@if ls locales/*/LC_MESSAGES/*.po >/dev/null 2>&1; then $(VENV)/bin/pybabel -q compile -d locales -D messages --use-fuzzy; fi
+	@if ls locales/*/LC_MESSAGES/*.po >/dev/null 2>&1; then $(VENV)/bin/pybabel -q compile -d locales -D messages; fi
 
 # Collects the bot's strings into locales/messages.pot, then merges them into each language's catalogue.
 locales-extract: $(STAMP)
