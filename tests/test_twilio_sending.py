@@ -458,3 +458,53 @@ class TestEndToEnd:
             assert response.status_code == 204
         row = await row_of(app_ctx, row_id)
         assert (row.status, row.provider_id) == (OutboxStatus.delivered, message.sid)
+
+    async def test_a_message_to_a_retailers_own_number_is_answered_from_that_number(
+        self, client: AsyncClient, app_ctx: AppContext, twilio_api: FakeTwilioApi, acme
+    ):
+        from core.models import Retailer
+        from tests.plans import small_plan
+        from tests.twilio_support import inbound_form, post_signed
+
+        own = "+15145550177"
+        async with app_ctx.uow() as uow:
+            retailer = await uow.session.get(Retailer, acme.retailer_id)
+            retailer.sms_from = own
+            await uow.commit()
+        assert (
+            await client.post("/api/v1/plans", json=small_plan(), headers=acme.headers)
+        ).status_code == 201
+        await post_signed(
+            client, "/webhooks/twilio/messages", inbound_form(body="When is my parcel coming?", to=own)
+        )
+        await drain(app_ctx)
+        (reply,) = twilio_api.sent_to(RECIPIENT)
+        assert reply.from_ == own and "T001" in reply.body
+
+    async def test_no_phone_number_or_message_text_is_logged(
+        self, client: AsyncClient, app_ctx: AppContext, twilio_api: FakeTwilioApi, acme
+    ):
+        from structlog.testing import capture_logs
+
+        from tests.plans import small_plan
+        from tests.twilio_support import inbound_form, post_signed
+
+        assert (
+            await client.post("/api/v1/plans", json=small_plan(), headers=acme.headers)
+        ).status_code == 201
+        twilio_api.fail_next(1)
+        with capture_logs() as logs:
+            await post_signed(client, "/webhooks/twilio/messages", inbound_form(body="Secret words"))
+            await post_signed(
+                client, "/webhooks/twilio/messages", inbound_form(body="Secret words")
+            )  # duplicate
+            await drain(app_ctx)
+            (message,) = twilio_api.sent_to(RECIPIENT)
+            callback = urlsplit(message.status_callback or "")
+            await post_signed(
+                client, f"{callback.path}?{callback.query}", twilio_api.callback_form(message, "sent")
+            )
+        events = {entry["event"] for entry in logs}
+        assert {"twilio_inbound_duplicate", "outbox_retry", "outbox_sent", "twilio_status"} <= events
+        flat = repr(logs)
+        assert RECIPIENT not in flat and RECIPIENT[2:] not in flat and "Secret words" not in flat
