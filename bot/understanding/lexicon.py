@@ -55,6 +55,10 @@ SHORTHAND: dict[str, str] = {
     "im": "i am",
     "b4": "before",
     "aft": "after",
+    "morn": "morning",
+    "mornin": "morning",
+    "arvo": "afternoon",
+    "eve": "evening",
     "wat": "what",
     "wen": "when",
     "whn": "when",
@@ -114,6 +118,13 @@ SHORTHAND: dict[str, str] = {
     "wont": "will not",
     "isnt": "is not",
     "didnt": "did not",
+    "doesnt": "does not",
+    "wasnt": "was not",
+    "arent": "are not",
+    "werent": "were not",
+    "wouldnt": "would not",
+    "couldnt": "could not",
+    "shouldnt": "should not",
     "hasnt": "has not",
     "havent": "have not",
     "aint": "not",
@@ -285,7 +296,7 @@ LANGUAGE_WORDS: dict[str, frozenset[str]] = {
         how much longer sounds good days nope cancel in if get driver guys stuff grab thx ty see
         here just sorry weekend week noon midnight monday tuesday wednesday thursday friday saturday
         sunday around until by o clock english spanish french do does did have has get got set install
-        where's works any anytime better prefer rather me it's its our we they he she him her lobby
+        where's works any anytime better prefer rather it's its our we they he she him her lobby
         buzzer gate code porch garage front back side agent human people help cheers great awesome
         perfect cool sure nope yeah thx nah yep okay arrive arriving arrived ring knock call still
         track tracking status late first second third one two three four five"""
@@ -316,7 +327,8 @@ LANGUAGE_WORDS: dict[str, frozenset[str]] = {
         tercera opcion todavia aun cambiar reprogramar otro otra dia favor perfecto genial sí pero
         entonces tambien ahora desde hasta antes cuanto falta rastreo seguimiento estado
         porton garaje perro tocar numero nadie quien este servicio cliente dale nop vemos quedo acuerdo
-        jajaja jaja hablo hablas quisiera saber envio quiero sirve instalen"""
+        jajaja jaja hablo hablas quisiera saber envio ese esa eso ayudan dejen
+        caseta vigilancia asesor quiero sirve instalen"""
     ),
 }
 
@@ -781,6 +793,24 @@ INTENT_CUES += [
         3,
         r"(?:still |toujours |sigue )?(?:scheduled|prevue|prevu|programado|programada|prevista|previsto)"
         r"|cuanto tarda|tarda (?:en|mucho)|wondering if|je voulais savoir|queria saber|quisiera saber",
+    ),
+]
+
+INTENT_CUES += [
+    (
+        "where_is_parcel",
+        2,
+        r"^ (?:is|will|are|does|did|est ce que|est ce qu|va|ya|sera) .{0,60}(?:package|parcel|order|"
+        r"delivery|driver"
+        r"|colis|commande|livraison|livreur|paquet|paquete|pedido|repartidor|entrega)"
+        r"|make it (?:today|tomorrow|on time)|ya mero|ya casi|(?:llega|viene) mi",
+    ),
+    ("white_glove", 4, r"setting (?:it |them |\w+ )?up"),
+    (
+        "human",
+        4,
+        r"(?:mettre|mettez|mets) (?:moi )?en contact|en contact avec|poner(?:me)? en contacto|ponerme con"
+        r"|asesor|asesora|me llame|me llamen|rappelez moi|me rappeler|call me back|have someone call",
     ),
 ]
 

@@ -196,7 +196,8 @@ TODAY = _w(
 )
 TOMORROW = _w(r"tomorrow|tomorrows|demain|manana")
 NEGATED_DAY = _w(
-    r"(?:not|pas|no|sauf|except|excepto|menos|but not|mais pas|pero no) (?:on |le |el |this |ce |este )?"
+    r"(?:not|pas|no|sauf|except|excepto|menos|but not|mais pas|pero no|than|rather than|instead of|plutot que"
+    r"|au lieu de|au lieu d|mieux que|mejor que|en vez de|en lugar de) (?:on |le |el |this |ce |este )?"
     r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|lundi|mardi|mercredi|jeudi|vendredi|samedi"
     r"|dimanche|lunes|martes|miercoles|jueves|viernes|sabado|domingo|tomorrow|demain|today|aujourd hui|hoy)"
 )
@@ -246,6 +247,7 @@ ORDINAL_DAY = _w(
 ABSENCE = _w(
     r"not (?:be )?(?:home|there|around|in|available)|be not (?:home|there|around|available)|will not be|"
     r"am not (?:home|there)|at work|i am out|away|busy|working|i work|stuck at|at the office|can not make it"
+    r"|(?:does|do|will|would) not work|not good for me|marche pas|fonctionne pas|no me sirve|no me funciona"
     r"|pas (?:la|chez (?:moi|nous)|a la maison|disponible|dispo)|absente?|au travail|au boulot|a la job|"
     r"je travaille|occupee?|je peux pas|je ne peux pas|au bureau|pas possible"
     r"|no (?:voy a estar|estare|estoy|estaremos|hay nadie)|estoy en el trabajo|trabajo|fuera de casa|"
