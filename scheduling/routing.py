@@ -193,18 +193,25 @@ def first_open_position(stops: Sequence[StopSpec]) -> int:
 
 
 def best_insertion_in_route(
-    vehicle: VehicleSpec, stops: Sequence[StopSpec], new: StopSpec, travel: TravelModel
+    vehicle: VehicleSpec,
+    stops: Sequence[StopSpec],
+    new: StopSpec,
+    travel: TravelModel,
+    *,
+    base: Schedule | None = None,
+    slack: Sequence[int] | None = None,
 ) -> Insertion | None:
     """Cheapest position for `new` in this route that keeps every stop, the shift and the load feasible.
 
     Uses forward time slack so each position is checked in O(1) after an O(n) pass; positions
-    before already visited stops are never offered.
+    before already visited stops are never offered. `base` and `slack`, when the caller has them
+    for these stops already, save recomputing them.
     """
     if not can_serve(vehicle, new) or not fits_capacity(vehicle, [*stops, new]):
         return None
-    base = schedule(vehicle, stops, travel)
+    base = base or schedule(vehicle, stops, travel)
     n = len(stops)
-    slack = forward_slack(vehicle, stops, base)
+    slack = slack if slack is not None else forward_slack(vehicle, stops, base)
     first_open = first_open_position(stops)
     best: Insertion | None = None
     for position in range(first_open, n + 1):

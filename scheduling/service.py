@@ -320,12 +320,9 @@ class _Plan:
     spec: StopSpec
     own_row: int | None
     own: RouteState | None
-    found: Any = None
 
     def choose(self, window: tuple[int, int]) -> Choice | None:
-        if self.found is None:
-            self.found = self.state.candidates(_with_window(self.spec, window), exclude_row=self.own_row)
-        return self.state.best_choice(self.spec, window, found=self.found, own=self.own, own_row=self.own_row)
+        return self.state.best_choice(self.spec, window, own=self.own, own_row=self.own_row)
 
 
 def _view(delivery: Delivery, state: PlanState, *, white_glove: bool, service: int) -> _Plan:

@@ -11,6 +11,7 @@ position an O(1) check); the route it picks is then re-checked by the exact pure
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -137,6 +138,8 @@ class RouteArrays:
         self.prev_lat: FloatArray = np.full(shape, np.nan)
         self.next_lon: FloatArray = np.full(shape, np.nan)
         self.next_lat: FloatArray = np.full(shape, np.nan)
+        self.prev_cos: FloatArray = np.full(shape, np.nan)
+        self.next_cos: FloatArray = np.full(shape, np.nan)
         self.prev_idx: IntArray = np.full(shape, -1, dtype=np.int64)
         self.next_idx: IntArray = np.full(shape, -1, dtype=np.int64)
         self.depart: IntArray = np.zeros(shape, dtype=np.int64)
@@ -160,14 +163,16 @@ class RouteArrays:
         if n + 1 > self.width:
             self._grow(n + 1 + max(8, n // 4))
         places: list[Place | None] = [route.spec.start, *(s.place for s in route.specs), route.spec.end]
-        lon = [np.nan if p is None else p.lon for p in places]
-        lat = [np.nan if p is None else p.lat for p in places]
+        lon = np.radians([np.nan if p is None else p.lon for p in places])
+        lat = np.radians([np.nan if p is None else p.lat for p in places])
+        cos = np.cos(lat)
         idx = [-1 if p is None or p.index is None else p.index for p in places]
         timing = route.timing
         self.valid[row, :] = False
         self.valid[row, route.first_open : n + 1] = True
         self.prev_lon[row, : n + 1], self.prev_lat[row, : n + 1] = lon[: n + 1], lat[: n + 1]
         self.next_lon[row, : n + 1], self.next_lat[row, : n + 1] = lon[1:], lat[1:]
+        self.prev_cos[row, : n + 1], self.next_cos[row, : n + 1] = cos[: n + 1], cos[1:]
         self.prev_idx[row, : n + 1], self.next_idx[row, : n + 1] = idx[: n + 1], idx[1:]
         self.depart[row, : n + 1] = [route.spec.shift[0] + route.spec.delay, *timing.departures]
         self.old_next[row, : n + 1] = [*timing.arrivals, timing.end_time]
@@ -185,16 +190,21 @@ class RouteArrays:
             self.skills[row] = route.spec.skills
 
     def seconds_between(
-        self, lon: FloatArray, lat: FloatArray, idx: IntArray, place: Place, *, towards: bool
+        self,
+        lon: FloatArray,
+        lat: FloatArray,
+        cos: FloatArray,
+        idx: IntArray,
+        place: Place,
+        *,
+        towards: bool,
     ) -> IntArray:
-        """Travel seconds from each (lon, lat, idx) to `place` (or from `place` when not `towards`),
-        exactly as TravelModel.seconds computes them; 0 where the route has no such place."""
-        lon1, lat1 = np.radians(lon), np.radians(lat)
-        lon2, lat2 = np.radians(place.lon), np.radians(place.lat)
-        if not towards:
-            lon1, lat1, lon2, lat2 = lon2, lat2, lon1, lat1
-        h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-        metres = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h))
+        """Travel seconds from each place (radians, with the cosine of its latitude) to `place`, or from
+        `place` when not `towards`, as TravelModel.seconds computes them (great-circle distance is
+        symmetric); 0 where the route has no such place."""
+        lon2, lat2 = math.radians(place.lon), math.radians(place.lat)
+        h = np.sin((lat2 - lat) / 2) ** 2 + cos * math.cos(lat2) * np.sin((lon2 - lon) / 2) ** 2
+        metres = (2 * EARTH_RADIUS_M) * np.arcsin(np.sqrt(h))
         seconds = np.round(metres / self.travel.metres_per_second)
         seconds = np.where(np.isnan(seconds), 0, seconds).astype(np.int64)
         if self.durations is not None and place.index is not None:
@@ -211,6 +221,8 @@ _ROW_ARRAYS = (
     "prev_lat",
     "next_lon",
     "next_lat",
+    "prev_cos",
+    "next_cos",
     "prev_idx",
     "next_idx",
     "depart",
@@ -295,9 +307,18 @@ class PlanState:
                 self._arrays.set_row(row, route)
         self.version = version
 
-    def candidates(self, new: StopSpec, exclude_row: int | None = None) -> Candidates:
+    def candidates(
+        self, new: StopSpec, exclude_row: int | None = None, bounds: tuple[int, int] | None = None
+    ) -> Candidates:
+        """Positions that could take `new` for a window within `bounds` (default: its own window).
+
+        A cheap time filter runs first over every position (the vehicle must leave the previous
+        place by the window's end; the next place must be able to absorb the service), so the
+        travel times are computed only where the time of day fits.
+        """
         arrays = self.arrays
-        route_ok = np.array([new.skills <= skills for skills in arrays.skills], dtype=np.bool_)
+        low, high = bounds or new.window
+        route_ok = np.fromiter((new.skills <= skills for skills in arrays.skills), dtype=np.bool_)
         if new.amount and arrays.dimensions:
             amount = np.zeros(arrays.cap_left.shape[1], dtype=np.int64)
             amount[: len(new.amount)] = new.amount[: arrays.cap_left.shape[1]]
@@ -305,30 +326,35 @@ class PlanState:
         if exclude_row is not None and route_ok.size:
             route_ok[exclude_row] = False
         mask = arrays.valid & route_ok[:, None]
-        rows, positions = np.nonzero(mask)
+        mask &= arrays.depart <= high
+        mask &= arrays.old_next + arrays.slack >= low + new.service
+        flat = np.flatnonzero(mask)
+
+        def take(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return np.take(array, flat)
+
         t_in = arrays.seconds_between(
-            arrays.prev_lon[rows, positions],
-            arrays.prev_lat[rows, positions],
-            arrays.prev_idx[rows, positions],
+            take(arrays.prev_lon),
+            take(arrays.prev_lat),
+            take(arrays.prev_cos),
+            take(arrays.prev_idx),
             new.place,
             towards=True,
         )
         t_out = arrays.seconds_between(
-            arrays.next_lon[rows, positions],
-            arrays.next_lat[rows, positions],
-            arrays.next_idx[rows, positions],
+            take(arrays.next_lon),
+            take(arrays.next_lat),
+            take(arrays.next_cos),
+            take(arrays.next_idx),
             new.place,
             towards=False,
         )
-        no_prev = (arrays.prev_idx[rows, positions] < 0) & np.isnan(arrays.prev_lon[rows, positions])
-        no_next = (arrays.next_idx[rows, positions] < 0) & np.isnan(arrays.next_lon[rows, positions])
-        t_in = np.where(no_prev, 0, t_in)
-        t_out = np.where(no_next, 0, t_out)
-        arrival = arrays.depart[rows, positions] + t_in
-        tail = new.service + t_out - arrays.old_next[rows, positions]
-        slack = arrays.slack[rows, positions]
-        keep = arrival + tail <= slack  # even without waiting the push is too much elsewhere
-        detour = t_in + t_out - arrays.base_leg[rows, positions]
+        arrival = take(arrays.depart) + t_in
+        tail = new.service + t_out - take(arrays.old_next)
+        slack = take(arrays.slack)
+        keep = (arrival <= high) & (np.maximum(arrival, low) + tail <= slack)
+        detour = t_in + t_out - take(arrays.base_leg)
+        rows, positions = np.divmod(flat, arrays.width)
         return Candidates(rows[keep], positions[keep], arrival[keep], tail[keep], slack[keep], detour[keep])
 
     def best_choice(
@@ -347,10 +373,12 @@ class PlanState:
         """
         spec = _with_window(new, window)
         if found is None:
-            found = self.candidates(spec, exclude_row=own_row)
+            found = self.candidates(spec, exclude_row=own_row, bounds=window)
         best: Choice | None = None
         if own is not None and own_row is not None:
-            exact = best_insertion_in_route(own.spec, own.specs, spec, self.travel)
+            exact = best_insertion_in_route(
+                own.spec, own.specs, spec, self.travel, base=own.timing, slack=own.slack
+            )
             if exact is not None:
                 best = _choice(own_row, exact)
         vector = found.best(window)
@@ -367,7 +395,9 @@ class PlanState:
         for row, route in enumerate(self.routes):
             if row == skip_row or not can_serve(route.spec, spec):
                 continue
-            exact = best_insertion_in_route(route.spec, route.specs, spec, self.travel)
+            exact = best_insertion_in_route(
+                route.spec, route.specs, spec, self.travel, base=route.timing, slack=route.slack
+            )
             if exact is not None and (best is None or exact.added_seconds < best.detour):
                 best = _choice(row, exact)
         return best
