@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot import handoff
 from bot.messages import CAPABILITIES
 from console.auth import ConsoleUser
-from console.queries import WHATSAPP_WINDOW, NotFound, delivery_for_user
+from console.queries import WHATSAPP_WINDOW, NotFound, delivery_for_user, sender_recipients, visible
 from console.rendering import window as fmt_window
 from core.consent import opted_out
 from core.context import AppContext
@@ -27,6 +27,7 @@ from core.models import (
     Channel,
     Conversation,
     ConversationStatus,
+    Delivery,
     Direction,
     Message,
     Owner,
@@ -74,20 +75,48 @@ def actor(user: ConsoleUser) -> Actor:
 
 
 async def _conversation(uow: UnitOfWork, user: ConsoleUser, conversation_id: int) -> Conversation:
-    conversation = await uow.session.get(Conversation, conversation_id)
-    if conversation is None or not _visible(user, conversation):
+    conversation = (
+        await uow.session.exec(
+            select(Conversation).where(
+                Conversation.id == conversation_id,
+                visible(user.retailer_ids, include_unassigned=user.role == Role.admin),
+            )
+        )
+    ).first()
+    if conversation is None:
         raise NotFound(conversation_id)
     return conversation
 
 
-def _visible(user: ConsoleUser, conversation: Conversation) -> bool:
-    if conversation.retailer_id is None:
-        return user.role == Role.admin
-    return user.can_see(conversation.retailer_id)
+async def _pin(uow: UnitOfWork, user: ConsoleUser, conversation: Conversation, now: datetime) -> None:
+    """A conversation not yet tied to a retailer (the recipient asked for a person before the bot knew
+    which delivery): the agent taking it ties it to the one recipient its sender is, and their next
+    delivery, so replies, actions and live updates follow the retailer's rules."""
+    candidates = await sender_recipients(uow.session, conversation, user.retailer_ids)
+    if len(candidates) != 1:
+        return
+    recipient = candidates[0]
+    deliveries = (
+        await uow.session.exec(
+            select(Delivery)
+            .where(Delivery.recipient_id == recipient.id, Delivery.retailer_id == recipient.retailer_id)
+            .order_by(col(Delivery.day), col(Delivery.id))
+        )
+    ).all()
+    today = now.date()
+    upcoming = [d for d in deliveries if d.day >= today] or list(deliveries)
+    conversation.retailer_id = recipient.retailer_id
+    conversation.recipient_id = recipient.id
+    if conversation.delivery_id is None and upcoming:
+        conversation.delivery_id = upcoming[0].id
+    uow.session.add(conversation)
 
 
-def _scope(user: ConsoleUser) -> list[int] | None:
-    return None if user.role == Role.admin else sorted(user.retailer_ids)
+def _scope(user: ConsoleUser, conversation: Conversation) -> list[int] | None:
+    """The retailer check bot.handoff repeats; an unassigned conversation was checked by `visible`."""
+    if user.role == Role.admin or conversation.retailer_id is None:
+        return None
+    return sorted(user.retailer_ids)
 
 
 def _event_line(
@@ -119,9 +148,12 @@ async def take_over(ctx: AppContext, user: ConsoleUser, conversation_id: int) ->
         conversation = await _conversation(uow, user, conversation_id)
         if conversation.owner == Owner.agent and conversation.assignee_id == user.id:
             return
+        await _pin(uow, user, conversation, now)
         _event_line(uow, conversation, user, f"{user.display_name} took over", "taken_over", now)
         try:
-            await handoff.take_over(uow, conversation_id, user.id, retailer_ids=_scope(user), now=now)
+            await handoff.take_over(
+                uow, conversation_id, user.id, retailer_ids=_scope(user, conversation), now=now
+            )
         except handoff.NotTheAssignee:
             raise ActionRefused("Another agent is handling this conversation.") from None
         except handoff.ConversationNotFound:
@@ -139,7 +171,9 @@ async def hand_back(ctx: AppContext, user: ConsoleUser, conversation_id: int) ->
             uow, conversation, user, f"{user.display_name} handed back to the bot", "handed_back", now
         )
         try:
-            await handoff.hand_back(uow, conversation_id, user.id, retailer_ids=_scope(user), now=now)
+            await handoff.hand_back(
+                uow, conversation_id, user.id, retailer_ids=_scope(user, conversation), now=now
+            )
         except handoff.ConversationNotFound:
             raise NotFound(conversation_id) from None
     log.info("console_handed_back", conversation_id=conversation_id, user_id=user.id)
@@ -153,7 +187,9 @@ async def close(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> Non
             return
         _event_line(uow, conversation, user, f"{user.display_name} closed the conversation", "closed", now)
         try:
-            await handoff.close(uow, conversation_id, user.id, retailer_ids=_scope(user), now=now)
+            await handoff.close(
+                uow, conversation_id, user.id, retailer_ids=_scope(user, conversation), now=now
+            )
         except handoff.ConversationNotFound:
             raise NotFound(conversation_id) from None
     log.info("console_closed", conversation_id=conversation_id, user_id=user.id)
@@ -296,8 +332,9 @@ async def _note_change(ctx: AppContext, user: ConsoleUser, conversation_id: int 
     if conversation_id is None:
         return
     async with ctx.uow() as uow:
-        conversation = await uow.session.get(Conversation, conversation_id)
-        if conversation is None or not _visible(user, conversation):
+        try:
+            conversation = await _conversation(uow, user, conversation_id)
+        except NotFound:
             return
         _event_line(uow, conversation, user, text, "delivery_changed", ctx.clock())
         conversation.updated_at = ctx.clock()

@@ -94,11 +94,56 @@ class InboxRow:
     priority: int
 
 
-def _scope(query: Any, retailer_ids: Collection[int], *, include_unassigned: bool = False) -> Any:
-    condition: Any = col(Conversation.retailer_id).in_(list(retailer_ids)) if retailer_ids else false()
+PHONE_CHANNELS = (Channel.sms, Channel.whatsapp)
+
+
+def visible(retailer_ids: Collection[int], *, include_unassigned: bool = False) -> Any:
+    """Conversations of these retailers; plus those not yet tied to a retailer whose sender's phone is
+    a recipient of these retailers only (a hand-off asked before the bot knew which delivery);
+    `include_unassigned` (admins) adds every conversation without a retailer."""
+    ids = sorted(retailer_ids)
+    assigned: Any = col(Conversation.retailer_id).in_(ids) if ids else false()
     if include_unassigned:
-        condition = or_(condition, col(Conversation.retailer_id).is_(None))
-    return query.where(condition)
+        return or_(assigned, col(Conversation.retailer_id).is_(None))
+    if not ids:
+        return false()
+    theirs = aliased(Recipient)
+    others = aliased(Recipient)
+    ours_only = and_(
+        col(Conversation.retailer_id).is_(None),
+        col(Conversation.channel).in_(PHONE_CHANNELS),
+        select(theirs.id)
+        .where(col(theirs.phone) == Conversation.address, col(theirs.retailer_id).in_(ids))
+        .correlate(Conversation)
+        .exists(),
+        ~select(others.id)
+        .where(col(others.phone) == Conversation.address, col(others.retailer_id).not_in(ids))
+        .correlate(Conversation)
+        .exists(),
+    )
+    return or_(assigned, ours_only)
+
+
+def _scope(query: Any, retailer_ids: Collection[int], *, include_unassigned: bool = False) -> Any:
+    return query.where(visible(retailer_ids, include_unassigned=include_unassigned))
+
+
+async def sender_recipients(
+    session: AsyncSession, conversation: Conversation, retailer_ids: Collection[int]
+) -> list[Recipient]:
+    """For a conversation not yet tied to a retailer: the recipients (of these retailers) its sender is."""
+    if conversation.retailer_id is not None or conversation.channel not in PHONE_CHANNELS:
+        return []
+    return list(
+        (
+            await session.exec(
+                select(Recipient).where(
+                    Recipient.phone == conversation.address,
+                    col(Recipient.retailer_id).in_(sorted(retailer_ids)),
+                )
+            )
+        ).all()
+    )
 
 
 def _digits(text: str) -> str:
@@ -144,10 +189,17 @@ async def inbox(
         (col(Conversation.status) == ConversationStatus.open, 2),
         else_=3,
     )
+    sender = aliased(Recipient)
+    sender_name = (
+        select(func.min(sender.name))
+        .where(col(sender.phone) == Conversation.address, col(sender.retailer_id).in_(sorted(retailer_ids)))
+        .correlate(Conversation)
+        .scalar_subquery()
+    )
     query = (
         select(
             Conversation,
-            Recipient.name,
+            func.coalesce(Recipient.name, sender_name),
             Delivery.tracking,
             Retailer.slug,
             User.name,
@@ -313,12 +365,17 @@ async def load_conversation(
     ).first()
     if conversation is None:
         raise NotFound(conversation_id)
-    retailer = await session.get(Retailer, conversation.retailer_id) if conversation.retailer_id else None
+    retailer_id = conversation.retailer_id
     recipient = await session.get(Recipient, conversation.recipient_id) if conversation.recipient_id else None
+    if retailer_id is None:
+        candidates = await sender_recipients(session, conversation, retailer_ids)
+        if len(candidates) == 1:
+            recipient, retailer_id = candidates[0], candidates[0].retailer_id
+    retailer = await session.get(Retailer, retailer_id) if retailer_id else None
     assignee = await session.get(User, conversation.assignee_id) if conversation.assignee_id else None
-    history = await _history(session, conversation, recipient)
+    history = await _history(session, conversation, recipient, retailer_id)
     deliveries: list[Delivery] = []
-    if conversation.retailer_id is not None:
+    if retailer_id is not None:
         conditions = [col(Delivery.id) == conversation.delivery_id]
         if recipient is not None:
             conditions.append(Delivery.recipient_id == recipient.id)
@@ -326,7 +383,7 @@ async def load_conversation(
             (
                 await session.exec(
                     select(Delivery)
-                    .where(Delivery.retailer_id == conversation.retailer_id, or_(*conditions))
+                    .where(Delivery.retailer_id == retailer_id, or_(*conditions))
                     .order_by(col(Delivery.day).desc(), col(Delivery.id))
                 )
             ).all()
@@ -359,22 +416,24 @@ async def load_conversation(
 
 
 async def _history(
-    session: AsyncSession, conversation: Conversation, recipient: Recipient | None
+    session: AsyncSession, conversation: Conversation, recipient: Recipient | None, retailer_id: int | None
 ) -> list[HistoryItem]:
     """Every message of the recipient's conversations with this retailer (all channels), and the
     notifications sent to them, oldest first, each with its delivery receipt."""
     conversation_ids = [conversation.id]
-    if recipient is not None and conversation.retailer_id is not None:
+    if recipient is not None and retailer_id is not None:
         conversation_ids = list(
             (
                 await session.exec(
                     select(Conversation.id).where(
                         Conversation.recipient_id == recipient.id,
-                        col(Conversation.retailer_id) == conversation.retailer_id,
+                        col(Conversation.retailer_id) == retailer_id,
                     )
                 )
             ).all()
         )
+    if conversation.id not in conversation_ids:
+        conversation_ids.append(conversation.id)
     rows = (
         await session.exec(
             select(Message, OutboxMessage, User)
@@ -408,12 +467,12 @@ async def _history(
             )
         )
     mine: Any = col(OutboxMessage.conversation_id).in_(conversation_ids)
-    if recipient is not None and conversation.retailer_id is not None:
+    if recipient is not None and retailer_id is not None:
         mine = or_(
             mine,
             and_(
                 col(OutboxMessage.recipient_id) == recipient.id,
-                col(OutboxMessage.retailer_id) == conversation.retailer_id,
+                col(OutboxMessage.retailer_id) == retailer_id,
             ),
         )
     outbox_rows = (

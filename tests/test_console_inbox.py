@@ -177,3 +177,54 @@ class TestIsolation:
         page = await client.get("/console/dashboard")
         assert page.status_code == 200 and "Hand-offs" in page.text
         assert (await client.get(f"/console/dashboard?retailer={acme.retailer_id}")).status_code == 404
+
+
+class TestConversationsWithoutARetailerYet:
+    """A recipient who asks for a person before the bot knows which delivery: the conversation has
+    no retailer yet, and belongs to whichever retailer the sender's phone is a recipient of."""
+
+    async def _unassigned(self, ctx, phone: str) -> int:
+        async with ctx.uow() as uow:
+            conversation = Conversation(channel=Channel.sms, address=phone, status="needs_person")
+            uow.session.add(conversation)
+            await uow.commit()
+            return conversation.id
+
+    async def test_the_agents_of_the_senders_retailer_see_it_and_taking_over_ties_it_to_them(
+        self, client, ctx, two_retailers
+    ):
+        acme, _ = two_retailers
+        conversation = await self._unassigned(ctx, "+14165550401")  # A001's recipient
+        await sign_in(client, "gus@globex.test")
+        assert listed_ids((await client.get("/console")).text) == []
+        assert (await client.get(f"/console/conversations/{conversation}")).status_code == 404
+        signed = await sign_in(client, "ana@acme.test")
+        page = await client.get("/console")
+        assert listed_ids(page.text) == [conversation] and "Recipient 1" in page.text
+        taken = await client.post(
+            f"/console/conversations/{conversation}/take-over", data={"csrf_token": signed.csrf}
+        )
+        assert taken.status_code == 303
+        async with ctx.uow() as uow:
+            row = await uow.session.get(Conversation, conversation)
+            delivery = await uow.session.get(Delivery, row.delivery_id)
+            assert row.retailer_id == acme.retailer_id and delivery.tracking == "A001"
+
+    async def test_a_phone_known_to_two_retailers_stays_with_the_admins(self, client, ctx, two_retailers):
+        _acme, globex = two_retailers
+        async with ctx.uow() as uow:
+            from core.models import Recipient
+
+            uow.session.add(
+                Recipient(retailer_id=globex.retailer_id, phone="+14165550401", name="Same phone")
+            )
+            await uow.commit()
+        conversation = await self._unassigned(ctx, "+14165550401")
+        await add_user(ctx, "root@ops.test", [], role="admin")
+        for email, expected in (
+            ("ana@acme.test", []),
+            ("gus@globex.test", []),
+            ("root@ops.test", [conversation]),
+        ):
+            await sign_in(client, email)
+            assert listed_ids((await client.get("/console")).text) == expected, email

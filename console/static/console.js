@@ -45,6 +45,10 @@
     }, 250);
   }
 
+  // a form being submitted navigates by itself: a reload now would cancel it
+  let submitting = false;
+  document.addEventListener("submit", () => { submitting = true; });
+
   const OWNERSHIP = new Set(["TakenOver", "HandedBack", "ConversationClosed", "HandoffRequested"]);
   function onNotice(notice) {
     schedule("inbox-list");
@@ -52,6 +56,7 @@
     const mine = notice.conversation_id === conversationId;
     const context = document.getElementById("context-wrap");
     const deliveryMatch = context && notice.delivery_id && context.dataset.src.includes("delivery=" + notice.delivery_id);
+    if (submitting) return;
     if (mine && OWNERSHIP.has(notice.kind) && !(textarea && textarea.value.trim())) {
       window.location.reload();
       return;

@@ -1,0 +1,231 @@
+"""End to end in headless Chromium: a recipient asks for a person over SMS (the signed Twilio webhook),
+an agent signs in, takes over, replies (the fake Twilio API receives it), reschedules the delivery,
+hands back; a new message appears live; an agent of another retailer sees none of it.
+
+The app runs in uvicorn in a thread (port 0) with its outbox worker sending to the loopback fake of
+Twilio's API, which runs in its own event loop thread. SQLite only: the database paths are covered on
+both databases by the other console tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from twilio.request_validator import RequestValidator
+
+from app import build_context, create_app
+from channels.twilio import MESSAGES_PATH
+from core.config import Settings
+from tests.console_helpers import add_user, load_small_plan
+from tests.fakes.twilio_api import FakeTwilioApi
+from tests.twilio_support import ACCOUNT_SID, AUTH_TOKEN, SHARED_SMS, inbound_form, twilio_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+RECIPIENT_PHONE = "+14165550401"  # A001's recipient in tests/console_helpers.load_small_plan
+PASSWORD = "correct horse"
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM.exists():
+    print(f"\nSKIP browser tests: {CHROMIUM} is not installed (make browser installs Debian's chromium)")
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+
+class LoopThread:
+    """An event loop in a thread, for the fake Twilio API."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+    twilio: FakeTwilioApi
+
+    def post_sms(self, body: str, sid: str) -> httpx.Response:
+        form = inbound_form(body=body, sid=sid, sender=RECIPIENT_PHONE, to=SHARED_SMS)
+        url = self.settings.public_url + MESSAGES_PATH  # Twilio signs the public URL it called
+        headers = {"X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(url, form)}
+        return httpx.post(self.url + MESSAGES_PATH, data=form, headers=headers, timeout=30)
+
+
+async def _seed(settings: Settings) -> None:
+    from tests.conftest import make_tenant
+
+    ctx = build_context(settings)
+    try:
+        acme = await make_tenant(ctx, "acme")
+        globex = await make_tenant(ctx, "globex")
+        await load_small_plan(ctx, acme.retailer_id, "A")
+        await load_small_plan(ctx, globex.retailer_id, "G")
+        await add_user(ctx, "ana@acme.test", ["acme"], password=PASSWORD)
+        await add_user(ctx, "gus@globex.test", ["globex"], password=PASSWORD)
+    finally:
+        await ctx.engine.dispose()
+
+
+@pytest.fixture
+def served(tmp_path: Path, sqlite_template: Path) -> Iterator[Served]:
+    database = tmp_path / "doorstep.db"
+    shutil.copy(sqlite_template, database)
+    loop = LoopThread()
+    twilio = FakeTwilioApi(ACCOUNT_SID, AUTH_TOKEN)
+    api_url = loop.run(twilio.start())
+    settings = twilio_settings(
+        f"sqlite:///{database}",
+        api_url=api_url,
+        public_url="http://doorstep.test",
+        outbox_enabled=True,
+        outbox_poll_seconds=0.2,
+    )
+    asyncio.run(_seed(settings))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn stopped"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Served(f"http://127.0.0.1:{port}", settings, twilio)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        loop.run(twilio.stop())
+        loop.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def sign_in(page: Any, base: str, email: str) -> None:
+    page.goto(base + "/console")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/console$"))
+
+
+def wait_for(predicate: Any, what: str, seconds: float = 20.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_back(served, browser):
+    from playwright.sync_api import expect
+
+    asked = served.post_sms("I want to talk to a person please", "SM" + "1" * 32)
+    assert asked.status_code == 200, asked.text
+
+    agent = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = agent.new_page()
+    sign_in(page, served.url, "ana@acme.test")
+
+    first = page.locator("#conv-list li").first
+    expect(first).to_contain_text("needs a person")
+    expect(first).to_contain_text("Recipient 1")
+    first.locator("a").click()
+    expect(page.locator("#thread")).to_contain_text("I want to talk to a person please")
+    expect(page.locator("#conversation-status")).to_have_text("needs person")
+
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator(".alert.ok")).to_contain_text("You own this conversation")
+    expect(page.locator("#conversation-owner")).to_have_text("you")
+
+    page.keyboard.press("r")  # the shortcut focuses the reply box
+    expect(page.locator("#reply-text")).to_be_focused()
+    page.keyboard.type("Hi, this is Ana from Acme. Let me move your delivery.")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".alert.ok")).to_contain_text("Reply queued")
+    sent = wait_for(
+        lambda: [m for m in served.twilio.sent_to(RECIPIENT_PHONE) if "this is Ana" in m.body],
+        "the fake Twilio API to receive the agent's reply",
+    )
+    assert sent[0].from_ == SHARED_SMS
+    page.reload()
+    expect(page.locator("#thread .msg.agent").last).to_contain_text("this is Ana")
+
+    # a new message from the recipient appears without reloading
+    page.evaluate("window.__marker = 'same page'")
+    assert served.post_sms("Thanks, Thursday afternoon would be better", "SM" + "2" * 32).status_code == 200
+    expect(page.locator("#thread")).to_contain_text("Thursday afternoon would be better", timeout=15_000)
+    assert page.evaluate("window.__marker") == "same page"
+
+    page.locator("#act-reschedule summary").click()
+    options = page.locator('#act-reschedule input[name="window"]')
+    assert options.count() > 0
+    chosen = options.last
+    chosen_label = chosen.evaluate("el => el.parentElement.textContent").strip()
+    chosen.check()
+    page.get_by_role("button", name="Reschedule").click()
+    expect(page.locator(".alert.ok")).to_contain_text("Delivery rescheduled")
+    expect(page.locator(".changelog")).to_contain_text("ana@acme.test")
+    expect(page.locator("#thread")).to_contain_text("ana rescheduled A001")
+    assert chosen_label.split(" ETA")[0].strip().split(",")[-1].strip() in page.locator(".facts").inner_text()
+
+    page.get_by_role("button", name="Hand back to bot").click()
+    expect(page.locator(".alert.ok")).to_contain_text("Handed back")
+    expect(page.locator("#conversation-owner")).to_have_text("bot answers")
+    conversation_url = page.url.split("?")[0]
+    agent.close()
+
+    other = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = other.new_page()
+    sign_in(page, served.url, "gus@globex.test")
+    expect(page.locator("#conv-list")).not_to_contain_text("A001")
+    expect(page.locator("#conv-list")).not_to_contain_text("Recipient 1")
+    page.get_by_label("Search by tracking number, name or phone").fill("A001")
+    page.keyboard.press("Enter")
+    expect(page.locator("#conv-list")).to_contain_text("No conversation matches.")
+    response = page.goto(conversation_url)
+    assert response is not None and response.status == 404
+    assert "this is Ana" not in page.content()
+    other.close()
