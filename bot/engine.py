@@ -115,18 +115,20 @@ class ConversationEngine:
             uow.session.add(conversation)
             await uow.session.flush()
             inbound_id = inbound.id or 0
-            if conversation.owner == Owner.agent:
-                uow.record(
-                    MessageReceived(
-                        conversation.id or 0, conversation.retailer_id, inbound_id, message.channel
-                    )
-                )
-                await uow.commit()
-                log.info("inbound_for_agent", conversation_id=conversation.id, channel=message.channel)
-                return []
-
             turn = await self._turn(uow, message, conversation, now)
-            await self.dialogs.run(turn)
+            if conversation.owner == Owner.agent:
+                # the agent answers; only STOP/START/HELP, which carriers require us to honour, get ours
+                if not await self.dialogs.run_keyword_only(turn):
+                    uow.record(
+                        MessageReceived(
+                            conversation.id or 0, conversation.retailer_id, inbound_id, message.channel
+                        )
+                    )
+                    await uow.commit()
+                    log.info("inbound_for_agent", conversation_id=conversation.id, channel=message.channel)
+                    return []
+            else:
+                await self.dialogs.run(turn)
             turn.remember_offers()
             # recorded now that the dialog knows the retailer, so the console files it under the right one
             uow.record(

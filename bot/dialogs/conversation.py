@@ -38,6 +38,15 @@ class Dialogs:
 
     # --- the turn ----------------------------------------------------------------------------------
 
+    async def run_keyword_only(self, turn: Turn) -> bool:
+        """While an agent owns the conversation only the carriers' keywords get the bot's answer."""
+        if turn.message.payload is not None or not (hit := keywords.match(turn.message.text)):
+            return False
+        await self.identify(turn)
+        self.speak(turn, None)
+        await self.keyword(turn, *hit)
+        return True
+
     async def run(self, turn: Turn) -> None:
         await self.identify(turn)
         self.speak(turn, None)
