@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import sys
 import tempfile
@@ -128,17 +129,19 @@ async def render_and_enqueue(ctx, deliveries: int, batch: int) -> None:
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     sent = summary.sent
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     timed = 0
     for i in range(batch, deliveries, batch):
         summary = await fire_notifications(ctx, ids[i : i + batch], limit=batch)
         timed += summary.sent
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     sent += timed
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"render+enqueue: {timed} notifications in {elapsed:.1f} s = {timed / elapsed:,.0f}/s "
-        f"(batches of {batch})"
+        f"(batches of {batch}); {cpu:.1f} CPU-s = {timed / cpu:,.0f}/CPU-s "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
     print(f"memory: tracemalloc peak {peak / 1e6:.1f} MB for one batch of {batch}, peak RSS {rss_mb:.0f} MB")
     assert sent == deliveries, f"only {sent} of {deliveries} were enqueued"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -589,6 +589,9 @@ async def fire_notifications(
             else {}
         )
         overrides = {rid: await active_templates(session, rid) for rid in retailers if rid is not None}
+        # read-only from here: the notifications are written back in one executemany below, not
+        # one UPDATE each (SQLite's driver cannot batch ORM updates that check row counts)
+        session.expunge_all()
 
         outgoing: list[tuple[Notification, dict[str, Any]]] = []
         for note in notes:
@@ -685,8 +688,20 @@ async def fire_notifications(
             ids = await _enqueue_many(session, outgoing, now)
             summary.outbox_ids.extend(ids)
             summary.sent += len(outgoing)
-        for note in notes:
-            session.add(note)
+        await session.exec(
+            update(Notification),
+            params=[
+                {
+                    "id": n.id,
+                    "status": n.status,
+                    "due_at": n.due_at,
+                    "channel": n.channel,
+                    "outbox_id": n.outbox_id,
+                    "context": n.context,
+                }
+                for n in notes
+            ],
+        )
         await uow.commit()
     if summary.postponed_to:
         await scheduler_of(ctx).schedule(summary.postponed_to)
@@ -713,7 +728,7 @@ async def _enqueue_many(
     already: dict[str, int] = {}
     for chunk in range(0, len(keys), 500):
         for key, outbox_id in (
-            await session.execute(
+            await session.exec(
                 select(OutboxMessage.idempotency_key, OutboxMessage.id).where(
                     col(OutboxMessage.idempotency_key).in_(keys[chunk : chunk + 500])
                 )
@@ -753,13 +768,17 @@ async def _enqueue_many(
         }
         for _, row in fresh
     ]
-    ids = list(
-        (
-            await session.execute(
-                insert(OutboxMessage).returning(col(OutboxMessage.id), sort_by_parameter_order=True), values
+    # RETURNING without a guaranteed order (SQLite then batches the rows): ids are matched by key
+    by_key = {
+        key: outbox_id
+        for outbox_id, key in (
+            await session.exec(
+                insert(OutboxMessage).returning(col(OutboxMessage.id), col(OutboxMessage.idempotency_key)),
+                params=values,
             )
-        ).scalars()
-    )
+        ).all()
+    }
+    ids = [by_key[value["idempotency_key"]] for value in values]
     messages = []
     for (note, row), outbox_id, value in zip(fresh, ids, values, strict=True):
         note.outbox_id, note.status = outbox_id, SENT
@@ -776,7 +795,7 @@ async def _enqueue_many(
                 "created_at": now,
             }
         )
-    await session.execute(insert(Message), messages)
+    await session.exec(insert(Message), params=messages)
     return ids
 
 
@@ -822,12 +841,19 @@ async def _conversations(
                     "updated_at": now,
                 }
             )
-        ids = (
-            await session.execute(
-                insert(Conversation).returning(col(Conversation.id), sort_by_parameter_order=True), values
+        inserted = (
+            await session.exec(
+                insert(Conversation).returning(
+                    col(Conversation.id),
+                    col(Conversation.channel),
+                    col(Conversation.address),
+                    col(Conversation.service_address),
+                ),
+                params=values,
             )
-        ).scalars()
-        found.update(zip(missing, ids, strict=True))
+        ).all()
+        for conversation_id, channel, address, service_address in inserted:
+            found[(Channel(channel), address, service_address)] = conversation_id
     return found
 
 
