@@ -9,10 +9,15 @@ so an old generation is simply never read again (and expires).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Protocol
 
 from core.db import UnitOfWork
+from core.logging import get_logger
 from core.models import Conversation
+from core.redis import REDIS_ERRORS
+
+log = get_logger("doorstep.bot.state")
 
 DialogState = dict[str, Any]
 
@@ -50,7 +55,12 @@ class DatabaseStateStore:
 
 
 class RedisStateStore:
-    """The dialog in Redis, shared by every process; keys expire after `ttl_seconds` of silence."""
+    """The dialog in Redis, shared by every process; keys expire after `ttl_seconds` of silence.
+
+    While Redis does not answer, the dialog goes to the conversation row instead (as with the
+    database store), stamped with a save counter; once Redis is back the newer of the two is read, so
+    an outage loses neither a pending confirmation nor what was said during it.
+    """
 
     def __init__(
         self, redis: Any, *, prefix: str = "doorstep:dialog", ttl_seconds: int = 30 * 86_400
@@ -63,20 +73,44 @@ class RedisStateStore:
     def from_url(cls, url: str, **kwargs: Any) -> RedisStateStore:
         from redis.asyncio import Redis
 
-        return cls(Redis.from_url(url), **kwargs)
+        return cls(Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0), **kwargs)
 
     def key(self, conversation: Conversation) -> str:
         return f"{self._prefix}:{conversation.id}:{generation(conversation)}"
 
     async def load(self, uow: UnitOfWork, conversation: Conversation) -> DialogState:
-        raw = await self._redis.get(self.key(conversation))
-        if not raw:
-            return {}
-        value = json.loads(raw)
-        return value if isinstance(value, dict) else {}
+        kept = dict(conversation.state.get("dialog") or {})
+        kept_at = int(conversation.state.get("saved_at", 0))
+        try:
+            raw = await self._redis.get(self.key(conversation))
+        except REDIS_ERRORS as exc:
+            log.warning("dialog_state_degraded", conversation_id=conversation.id, error=type(exc).__name__)
+            return kept
+        blob = json.loads(raw) if raw else {}
+        if not isinstance(blob, dict):
+            blob = {}
+        if kept and kept_at > int(blob.get("saved_at", 0)):
+            return kept
+        return dict(blob.get("dialog") or {})
 
     async def save(self, uow: UnitOfWork, conversation: Conversation, state: DialogState) -> None:
-        await self._redis.set(self.key(conversation), json.dumps(state), ex=self._ttl)
+        saved_at = time.time_ns()
+        try:
+            await self._redis.set(
+                self.key(conversation), json.dumps({"dialog": state, "saved_at": saved_at}), ex=self._ttl
+            )
+        except REDIS_ERRORS as exc:
+            log.warning("dialog_state_degraded", conversation_id=conversation.id, error=type(exc).__name__)
+            conversation.state = {
+                "generation": generation(conversation),
+                "dialog": state,
+                "saved_at": saved_at,
+            }
+            uow.session.add(conversation)
+            return
+        if conversation.state.get("dialog"):  # Redis is back: the row's copy is now the older one
+            conversation.state = {"generation": generation(conversation)}
+            uow.session.add(conversation)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -365,3 +365,28 @@ class TestRestart:
         restarted.count = 10
         assert "T003" in await restarted.say("M5V 2A1")
         assert len(await rows(ctx, Conversation, col(Conversation.delivery_id).is_not(None))) == 1
+
+    async def test_the_dialog_survives_a_new_engine_with_redis(self, ctx, acme):
+        from bot.state import RedisStateStore
+
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {"T003": understood(tracking="T003"), "M5V 2A1": understood(postal_code="M5V2A1")}
+        )
+        prefix = "doorstep-test-engine:" + str(id(ctx))
+
+        def engine():
+            store = RedisStateStore.from_url("redis://127.0.0.1:6379/0", prefix=prefix, ttl_seconds=60)
+            return ConversationEngine(
+                ctx, clock=lambda: NOW, understand=understanding, state_store=store
+            ), store
+
+        first, first_store = engine()
+        assert "postal code" in await Chat(first, Channel.telegram, "777005").say("T003")
+        await first_store.close()
+        second, second_store = engine()
+        restarted = Chat(second, Channel.telegram, "777005")
+        restarted.count = 10
+        assert "T003" in await restarted.say("M5V 2A1")
+        await second_store.close()
+        assert "dialog" not in (await rows(ctx, Conversation))[0].state  # it lived in Redis

@@ -99,3 +99,44 @@ class TestStateStore:
         assert await load(ctx, make_store(), conversation_id) == {}
         await save(ctx, store, conversation_id, {"language": "en"})
         assert await load(ctx, make_store(), conversation_id) == {"language": "en"}
+
+
+class FlakyRedis:
+    """A Redis client that stops answering and comes back, around a real one."""
+
+    def __init__(self, real: Redis) -> None:
+        self.real = real
+        self.down = False
+
+    async def get(self, key):
+        if self.down:
+            raise ConnectionError("redis is down")
+        return await self.real.get(key)
+
+    async def set(self, key, value, ex=None):
+        if self.down:
+            raise ConnectionError("redis is down")
+        return await self.real.set(key, value, ex=ex)
+
+    async def aclose(self):
+        await self.real.aclose()
+
+
+class TestRedisOutage:
+    async def test_the_dialog_goes_to_the_row_while_redis_is_down_and_the_newer_copy_wins_after(self, ctx):
+        real = await redis_or_skip()
+        flaky = FlakyRedis(real)
+        store = RedisStateStore(flaky, prefix=f"doorstep-test:{uuid.uuid4().hex[:8]}", ttl_seconds=60)
+        conversation_id = await new_conversation(ctx, "+14165550001")
+        await save(ctx, store, conversation_id, {"step": "before the outage"})
+        flaky.down = True
+        assert await load(ctx, store, conversation_id) == {}  # the row has nothing yet: a fresh dialog
+        await save(ctx, store, conversation_id, {"step": "during the outage"})
+        assert await load(ctx, store, conversation_id) == {"step": "during the outage"}
+        flaky.down = False
+        assert await load(ctx, store, conversation_id) == {"step": "during the outage"}
+        await save(ctx, store, conversation_id, {"step": "after the outage"})
+        assert await load(ctx, store, conversation_id) == {"step": "after the outage"}
+        async with ctx.uow() as uow:
+            assert "dialog" not in (await uow.session.get(Conversation, conversation_id)).state
+        await store.close()
