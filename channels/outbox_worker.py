@@ -37,6 +37,8 @@ from core.context import AppContext
 from core.db import is_postgres
 from core.logging import get_logger
 from core.models import Channel, OutboxMessage, OutboxStatus
+from core.redis import COMPONENT as REDIS_COMPONENT
+from core.redis import SharedRedis
 
 log = get_logger("doorstep.outbox")
 
@@ -77,8 +79,16 @@ def senders(ctx: AppContext) -> dict[Channel, Sender]:
 
 
 def rate_limiter(ctx: AppContext) -> RateLimiter:
-    limiter: RateLimiter = ctx.components.setdefault("rate_limiter", RateLimiter())
+    """The process's buckets, shared through Redis with the other processes when it answers."""
+    limiter = ctx.components.get("rate_limiter")
+    if not isinstance(limiter, RateLimiter):
+        limiter = ctx.components["rate_limiter"] = RateLimiter(shared=lambda: _redis_of(ctx))
     return limiter
+
+
+def _redis_of(ctx: AppContext) -> SharedRedis | None:
+    shared = ctx.components.get(REDIS_COMPONENT)
+    return shared if isinstance(shared, SharedRedis) else None
 
 
 def rate_limit_policies(ctx: AppContext) -> dict[Channel, RateLimitPolicy]:
@@ -179,10 +189,30 @@ class DrainReport:
         self.deferred += other.deferred
 
 
+async def release(ctx: AppContext, row: OutboxMessage) -> None:
+    """Give a claimed row back, unsent and without spending an attempt, if the lease is still ours."""
+    async with ctx.uow() as uow:
+        current = await uow.session.get(OutboxMessage, row.id)
+        if current is None or current.claimed_until != row.claimed_until:
+            return
+        current.status = OutboxStatus.pending
+        current.claimed_until = None
+        current.attempts = max(current.attempts - 1, 0)
+        await uow.commit()
+
+
 async def send_claimed(ctx: AppContext, row: OutboxMessage) -> DrainReport:
     """Send one claimed row and record what happened."""
     report = DrainReport()
     started = ctx.clock()
+    if row.claimed_until is not None and (
+        (row.claimed_until - started).total_seconds() < ctx.settings.twilio_timeout_seconds
+    ):
+        # The batch waited so long that the lease could run out mid-send and another worker take the
+        # row over (a visible duplicate): hand it back untouched instead.
+        await release(ctx, row)
+        report.deferred = 1
+        return report
     sender = senders(ctx).get(row.channel)
     result: SendResult | None = None
     error: Exception | None = None
@@ -191,7 +221,7 @@ async def send_claimed(ctx: AppContext, row: OutboxMessage) -> DrainReport:
             raise PermanentSendError(f"no sender for channel {row.channel}")
         policy = rate_limit_policies(ctx).get(row.channel)
         if policy is not None:
-            rate_limiter(ctx).acquire_or_raise(policy(row))
+            await rate_limiter(ctx).acquire_or_raise(policy(row))
         result = await sender.send(row)
     except (RateLimited, TransientSendError, PermanentSendError) as exc:
         error = exc

@@ -193,7 +193,7 @@ class TwilioSender:
         except rendering.RenderError as exc:
             raise PermanentSendError(str(exc)) from exc
 
-        rate_limiter(self.ctx).acquire_or_raise(
+        await rate_limiter(self.ctx).acquire_or_raise(
             [Limit(f"twilio:{from_}", self.settings.twilio_messages_per_second)]
         )
         if message.uncertain_since is not None:

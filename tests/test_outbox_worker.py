@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,11 +21,12 @@ from channels.outbox_worker import (
     register_rate_limit,
     senders,
 )
-from channels.ratelimit import Limit, RateLimiter
+from channels.ratelimit import Limit, RateLimiter, redis_key
 from core.config import Settings
 from core.context import AppContext
 from core.models import Channel, OutboxMessage, OutboxStatus
 from core.outbox import enqueue
+from core.redis import SharedRedis
 from tests.twilio_support import twilio_settings
 
 T0 = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
@@ -246,6 +248,65 @@ class TestRateLimits:
         assert limiter.try_acquire([Limit("all", 30, 30), Limit("chat:1", 1)]) == 0.0
         assert limiter.try_acquire([Limit("all", 30, 30), Limit("chat:1", 1)]) == 1.0
         assert limiter.try_acquire([Limit("all", 30, 30), Limit("chat:2", 1)]) == 0.0  # 28 left overall
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def forget_buckets(shared: SharedRedis) -> None:
+    assert shared.client is not None
+    keys = await shared.client.keys("doorstep:rate:*")
+    if keys:
+        await shared.client.delete(*keys)
+
+
+@pytest.fixture
+async def shared_redis() -> AsyncIterator[SharedRedis]:
+    shared = SharedRedis(REDIS_URL)
+    await shared.start()
+    if not shared.available:
+        await shared.stop()
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    await forget_buckets(shared)
+    yield shared
+    await forget_buckets(shared)
+    await shared.stop()
+
+
+class TestSharedRateLimits:
+    async def test_two_processes_share_a_sender_numbers_bucket_through_redis(self, shared_redis: SharedRedis):
+        first, second = RateLimiter(shared=lambda: shared_redis), RateLimiter(shared=lambda: shared_redis)
+        limits = [Limit("twilio:+15145550100", rate=1, burst=2)]
+        assert await first.acquire(limits) == 0
+        assert await second.acquire(limits) == 0
+        wait = await first.acquire(limits)
+        assert 0.9 < wait <= 1.0  # the third send in the same instant waits, whichever process makes it
+        assert await second.acquire(limits) > 0.9
+
+    async def test_a_send_takes_from_all_its_shared_buckets_or_from_none(self, shared_redis: SharedRedis):
+        limiter = RateLimiter(shared=lambda: shared_redis)
+        assert await limiter.acquire([Limit("tg", 30, 30), Limit("tg:1", 1)]) == 0
+        assert await limiter.acquire([Limit("tg", 30, 30), Limit("tg:1", 1)]) > 0
+        assert await limiter.acquire([Limit("tg", 30, 30), Limit("tg:2", 1)]) == 0
+        assert shared_redis.client is not None
+        level = await shared_redis.client.hget(redis_key("tg"), "tokens")
+        assert 27.9 < float(level) < 28.1
+
+    async def test_keys_in_redis_do_not_name_the_chat_or_number(self, shared_redis: SharedRedis):
+        await RateLimiter(shared=lambda: shared_redis).acquire([Limit("twilio:+15145550100", 1)])
+        assert shared_redis.client is not None
+        keys = [k.decode() for k in await shared_redis.client.keys("doorstep:rate:*")]
+        assert keys and not any("5145550100" in k for k in keys)
+
+    async def test_without_redis_each_process_counts_for_itself(self):
+        down = SharedRedis("redis://127.0.0.1:9/0", timeout_seconds=0.1)
+        await down.start()
+        try:
+            limiter = RateLimiter(shared=lambda: down)
+            assert await limiter.acquire([Limit("n", 1)]) == 0  # in this process's memory
+            assert await limiter.acquire([Limit("n", 1)]) > 0
+        finally:
+            await down.stop()
 
 
 class TestStatusOrder:
