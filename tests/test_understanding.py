@@ -96,6 +96,23 @@ class TestTimes:
     def test_a_single_time_gives_the_two_hours_around_it(self):
         assert window("vers 15h demain", "fr_CA") == (at(25, 14), at(25, 16))
 
+    @pytest.mark.parametrize(
+        ("text", "locale", "start", "end"),
+        [
+            ("tomorrow between two and four", "en", (25, 14), (25, 16)),
+            ("after three tomorrow", "en", (25, 15), None),
+            ("demain à deux heures", "fr_CA", (25, 13), (25, 15)),
+            ("de dos a cuatro el viernes", "es", (27, 14), (27, 16)),
+            ("tomorrow at half past 2", "en", (25, 13, 30), (25, 15, 30)),
+            ("demain à 14h et demie", "fr_CA", (25, 13, 30), (25, 15, 30)),
+            ("a las 3 y media mañana", "es", (25, 14, 30), (25, 16, 30)),
+            ("quarter to 4 on friday", "en", (27, 14, 45), (27, 16, 45)),
+            ("3ish tomorrow", "en", (25, 14), (25, 16)),
+        ],
+    )
+    def test_hours_in_words_halves_and_quarters(self, text, locale, start, end):
+        assert window(text, locale) == (at(*start), at(*end) if end else None)
+
     def test_a_part_of_day_and_a_bound_intersect(self):
         assert window("thursday morning before 10") == (at(26, 8), at(26, 10))
 

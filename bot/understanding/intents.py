@@ -58,10 +58,10 @@ ORDINALS = {
 _ORDINAL_WORDS = "|".join(sorted(ORDINALS, key=len, reverse=True))
 OPTION_NUMBER = re.compile(
     WORD_PATTERN(
-        r"(?:option|opcion|choix|number|numero|num|no|#|opt) ?(?P<n>\d{1,2})"
+        r"(?:option|opcion|choix|number|numero|num|no|#|opt) ?(?P<n>[1-9]\d?)"
         r"|(?:take|pick|choose|want|prends|prendre|choisis|je veux|quiero|elijo|escojo|prefiero|me quedo con)"
         r" (?:the |la |le |el |l |number |numero |option |opcion |choix )?"
-        r"(?P<t>\d{1,2})(?! ?(?:h|am|pm|st|nd|rd|th|:|/))"
+        r"(?P<t>[1-9]\d?)(?! ?(?:h|am|pm|st|nd|rd|th|:|/))"
     )
 )
 NUMBER_WORDS = {

@@ -152,12 +152,17 @@ def _vocabulary() -> frozenset[str]:
     """Every word the lexicon, the intent reader and the window reader name."""
     from bot.understanding import intents, when
 
-    words = set(LEXICON_WORDS)
+    def patterns(value: object) -> list[re.Pattern[str]]:
+        if isinstance(value, re.Pattern):
+            return [value]
+        if isinstance(value, list | tuple):
+            return [p for item in value for p in patterns(item)]
+        return []
+
+    words = set(LEXICON_WORDS) | set(when.HOUR_WORDS)
     for module in (intents, when):
         for value in vars(module).values():
-            if isinstance(value, re.Pattern):
-                words |= words_of(value.pattern)
-    words |= {w for _name, p in when.PART_PATTERNS for w in words_of(p.pattern)}
+            words |= {w for p in patterns(value) for w in words_of(p.pattern)}
     return frozenset(w for w in words if w.isalpha())
 
 

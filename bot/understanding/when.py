@@ -23,6 +23,7 @@ Semantics (all relative to `now` in the recipient's time zone, future preferred)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -468,10 +469,59 @@ def _at(day: date, minutes: int, zone: ZoneInfo) -> datetime:
     )
 
 
+HOUR_WORDS = {
+    **dict.fromkeys(["one", "un", "une", "uno", "una"], 1),
+    **dict.fromkeys(["two", "deux", "dos"], 2),
+    **dict.fromkeys(["three", "trois", "tres"], 3),
+    **dict.fromkeys(["four", "quatre", "cuatro"], 4),
+    **dict.fromkeys(["five", "cinq", "cinco"], 5),
+    **dict.fromkeys(["six", "seis"], 6),
+    **dict.fromkeys(["seven", "sept", "siete"], 7),
+    **dict.fromkeys(["eight", "huit", "ocho"], 8),
+    **dict.fromkeys(["nine", "neuf", "nueve"], 9),
+    **dict.fromkeys(["ten", "dix", "diez"], 10),
+    **dict.fromkeys(["eleven", "onze", "once"], 11),
+    **dict.fromkeys(["twelve", "douze", "doce"], 12),
+}
+_HOUR_WORD = "|".join(HOUR_WORDS)
+_BEFORE_HOUR = (
+    r"at|after|before|between|and|to|from|around|by|until|till|apres|avant|entre|et|vers|de|des|a|las|la"
+    r"|hasta|y|or|ou|o|jusqu a|desde"
+)
+# Hours in words and in halves and quarters, rewritten as the digits the reader knows.
+CLOCK_WORDS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+    (_w(rf"({_BEFORE_HOUR}) ({_HOUR_WORD})"), lambda m: f"{m.group(1)} {HOUR_WORDS[m.group(2)]}"),
+    (
+        _w(rf"({_HOUR_WORD}) (o clock|pm|am|p m|a m|heures?|horas?|h)"),
+        lambda m: f"{HOUR_WORDS[m.group(1)]} {m.group(2)}",
+    ),
+    (_w(r"half past (\d{1,2})"), r"\1:30"),
+    (_w(r"quarter past (\d{1,2})"), r"\1:15"),
+    (_w(r"quarter to (\d{1,2})"), lambda m: f"{(int(m.group(1)) - 1) % 24}:45"),
+    (_w(r"(\d{1,2}) and a half"), r"\1:30"),
+    (_w(r"(\d{1,2})(?: h| heures?)? et demie?"), r"\1h30"),
+    (_w(r"(\d{1,2})(?: h| heures?)? et quart"), r"\1h15"),
+    (_w(r"(\d{1,2})(?: h| heures?)? moins (?:le )?quart"), lambda m: f"{(int(m.group(1)) - 1) % 24}h45"),
+    (_w(r"midi et demie?"), "12h30"),
+    (_w(r"midi et quart"), "12h15"),
+    (_w(r"(\d{1,2}) y media"), r"\1:30"),
+    (_w(r"(\d{1,2}) y cuarto"), r"\1:15"),
+    (_w(r"(\d{1,2}) menos cuarto"), lambda m: f"{(int(m.group(1)) - 1) % 24}:45"),
+    (_w(r"(\d{1,2}) ?ish"), r"around \1"),
+]
+
+
+def spell_clock(canonical: str) -> str:
+    for pattern, replacement in CLOCK_WORDS:
+        canonical = pattern.sub(replacement, canonical)
+    return canonical
+
+
 def read_window(
     canonical: str, *, now: datetime, timezone: str, language: str | None
 ) -> tuple[datetime | None, datetime | None]:
     """The (start, end) a message asks for, aware in `timezone`; (None, None) without time words."""
+    canonical = spell_clock(canonical)
     zone = ZoneInfo(timezone)
     local_now = now.astimezone(zone)
     today = local_now.date()
