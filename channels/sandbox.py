@@ -303,7 +303,10 @@ def build_router(settings: Settings) -> APIRouter:
         return {"session_id": session_id, "recipient": _public(view)}
 
     @router.get("/api/sessions/{session_id}", summary="The session's recipient and conversation so far")
-    async def get_session(request: Request, session_id: str) -> dict[str, Any]:
+    async def get_session(
+        request: Request, session_id: str, after: Annotated[int, Query(ge=0)] = 0
+    ) -> dict[str, Any]:
+        """Messages after the id `after` (0: all); the page polls it for agents' and system messages."""
         ctx = context(request)
         view = await session_view(ctx, session_id)
         async with ctx.uow() as uow:
@@ -311,13 +314,18 @@ def build_router(settings: Settings) -> APIRouter:
                 await uow.session.exec(
                     select(Message)
                     .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
-                    .where(Conversation.channel == Channel.web, Conversation.address == session_id)
-                    .order_by(col(Message.created_at), col(Message.id))
+                    .where(
+                        Conversation.channel == Channel.web,
+                        Conversation.address == session_id,
+                        col(Message.id) > after,
+                    )
+                    .order_by(col(Message.id))
                     .limit(500)
                 )
             ).all()
             transcript = [
                 {
+                    "id": m.id,
                     "direction": str(m.direction),
                     "author": str(m.author),
                     "text": m.text,

@@ -258,3 +258,35 @@ class TestWithTheRealEngine:
         transcript = (await client.get(f"/sandbox/api/sessions/{session_id}")).json()["messages"]
         assert [m["direction"] for m in transcript][:2] == ["inbound", "outbound"]
         assert transcript[0]["text"] == "Where is my parcel?"
+
+
+class TestAgentsAnswersReachTheSandbox:
+    async def test_messages_after_an_id_include_what_an_agent_wrote(self, client, ctx, plan, engine):
+        from core.models import Author, Conversation, Direction, Message
+
+        session_id = await open_session(client, (await first_recipient(client))["id"])
+        async with ctx.uow() as uow:
+            conversation = Conversation(channel=Channel.web, address=session_id)
+            uow.session.add(conversation)
+            await uow.session.flush()
+            for author, text in ((Author.recipient, "Talk to a person"), (Author.agent, "Hi, Sam here.")):
+                direction = Direction.inbound if author == Author.recipient else Direction.outbound
+                uow.session.add(
+                    Message(
+                        conversation_id=conversation.id,
+                        channel=Channel.web,
+                        direction=direction,
+                        author=author,
+                        text=text,
+                    )
+                )
+            await uow.commit()
+        everything = (await client.get(f"/sandbox/api/sessions/{session_id}")).json()["messages"]
+        assert [(m["author"], m["text"]) for m in everything] == [
+            ("recipient", "Talk to a person"),
+            ("agent", "Hi, Sam here."),
+        ]
+        newer = (
+            await client.get(f"/sandbox/api/sessions/{session_id}", params={"after": everything[0]["id"]})
+        ).json()
+        assert [m["text"] for m in newer["messages"]] == ["Hi, Sam here."]

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ async def _register_engine(_app: Any, ctx: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox_url(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def sandbox(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is absent: run `make browser` (Debian's chromium) for the browser tests"
         print(f"\nSKIP {reason}")
@@ -78,13 +79,13 @@ def sandbox_url(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory)
         assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", database_url=settings.database_url)
     server.should_exit = True
     thread.join(15)
 
 
 @pytest.fixture(scope="module")
-def browser(sandbox_url: str) -> Iterator[Any]:
+def browser(sandbox: SimpleNamespace) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -93,22 +94,50 @@ def browser(sandbox_url: str) -> Iterator[Any]:
         chromium.close()
 
 
+def agent_writes(database_url: str, session_id: str, text: str) -> None:
+    """What the console does when an agent answers: a stored outbound message of the conversation."""
+    from sqlmodel import Session, select
+
+    from core.db import make_sync_engine
+    from core.models import Author, Channel, Conversation, Direction, Message
+
+    engine = make_sync_engine(database_url)
+    with Session(engine) as db:
+        conversation = db.exec(
+            select(Conversation).where(
+                Conversation.channel == Channel.web, Conversation.address == session_id
+            )
+        ).one()
+        db.add(
+            Message(
+                conversation_id=conversation.id,
+                channel=Channel.web,
+                direction=Direction.outbound,
+                author=Author.agent,
+                text=text,
+            )
+        )
+        db.commit()
+    engine.dispose()
+
+
 def bot_replies(page: Any) -> int:
     return int(page.locator(".msg.bot").count())
 
 
 def wait_for_reply(page: Any, before: int) -> None:
     page.wait_for_function(f"document.querySelectorAll('.msg.bot').length > {before}", timeout=20_000)
+    page.wait_for_selector("#send:not([disabled])")  # the page is ready for the next message
 
 
 class TestANewcomerInTheSandbox:
     def test_picks_camille_chats_by_keyboard_and_buttons_and_sees_each_channels_rendering(
-        self, browser, sandbox_url, tmp_path
+        self, browser, sandbox, tmp_path
     ):
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{sandbox_url}/sandbox")
+        page.goto(f"{sandbox.url}/sandbox")
 
         # keyboard only: search, Tab to the first match, Enter to pick it
         page.fill("#search", "Camille")
@@ -155,9 +184,9 @@ class TestANewcomerInTheSandbox:
         assert errors == []
         page.close()
 
-    def test_every_dialog_can_be_started_from_the_suggestions(self, browser, sandbox_url):
+    def test_every_dialog_can_be_started_and_an_agents_answer_shows_up(self, browser, sandbox):
         page = browser.new_page(viewport={"width": 1366, "height": 900})
-        page.goto(f"{sandbox_url}/sandbox")
+        page.goto(f"{sandbox.url}/sandbox")
         page.fill("#search", "Alex")
         page.wait_for_function("document.querySelector('.recipient .name')?.textContent.includes('Alex')")
         page.locator(".recipient").first.click()
@@ -170,13 +199,18 @@ class TestANewcomerInTheSandbox:
             wait_for_reply(page, before)
             assert page.locator(".msg.bot .bubble").last.inner_text().strip()
             assert page.locator("#status").is_hidden(), page.inner_text("#status")
+        # "talk to a person" was the last one: an agent answers from the console, the page shows it
+        session_id = page.evaluate("sessionStorage.getItem('doorstep.sandbox.session')")
+        agent_writes(sandbox.database_url, session_id, "Bonjour, ici Sam du service client.")
+        page.wait_for_selector(".msg.agent", timeout=15_000)
+        assert "Sam" in page.locator(".msg.agent .bubble").last.inner_text()
         page.close()
 
     def test_on_a_phone_the_page_fits_the_screen_and_the_chat_replaces_the_list(
-        self, browser, sandbox_url, tmp_path
+        self, browser, sandbox, tmp_path
     ):
         page = browser.new_page(viewport={"width": 390, "height": 844})
-        page.goto(f"{sandbox_url}/sandbox")
+        page.goto(f"{sandbox.url}/sandbox")
         page.wait_for_selector(".recipient")
         page.locator(".recipient").first.click()
         page.wait_for_selector("#text:not([disabled])")

@@ -21,6 +21,7 @@
     change: $("change"), notifications: $("notifications"),
   };
   let session = null; // {session_id, recipient}
+  let lastMessageId = 0; // the newest stored message of the conversation this page has seen
   let busy = false;
   let pollTimer = null;
   let searchTimer = null;
@@ -127,9 +128,11 @@
     els.change.hidden = false;
     renderWho(data.recipient);
     els.log.replaceChildren();
+    lastMessageId = 0;
     for (const m of transcript) {
       if (m.direction === "inbound") addMine(m.text || labelFor(m.payload));
       else addReply({ text: m.text, options: m.options || [] }, m.author, false);
+      lastMessageId = Math.max(lastMessageId, m.id || 0);
     }
     disableStaleOptions();
     renderSuggestions(data.recipient.locale);
@@ -140,7 +143,11 @@
     }
     loadNotifications();
     clearInterval(pollTimer);
-    pollTimer = setInterval(() => { if (!document.hidden) loadNotifications(); }, 4000);
+    pollTimer = setInterval(() => {
+      if (document.hidden) return;
+      loadNotifications();
+      if (!busy) loadNewMessages();
+    }, 4000);
   }
 
   function labelFor(payload) {
@@ -211,12 +218,19 @@
     });
   }
 
+  // While a message is on its way, the buttons that would send another wait for the answer.
+  function setBusy(value) {
+    busy = value;
+    els.send.disabled = value;
+    els.log.setAttribute("aria-busy", String(value));
+    for (const button of els.suggestions.querySelectorAll("button")) button.disabled = value;
+  }
+
   async function say({ text, payload }) {
     if (!session || busy) return;
     const shown = text || labelFor(payload);
     if (!shown.trim()) return;
-    busy = true;
-    els.send.disabled = true;
+    setBusy(true);
     showStatus("");
     addMine(shown);
     disableStaleOptions();
@@ -231,6 +245,7 @@
       }
       data.replies.forEach((reply) => addReply(reply, "bot", true));
       disableStaleOptions();
+      await loadNewMessages();
       loadNotifications();
     } catch (error) {
       if (error.status === 404) {
@@ -238,8 +253,7 @@
       }
       showStatus(error.message);
     } finally {
-      busy = false;
-      els.send.disabled = false;
+      setBusy(false);
     }
   }
 
@@ -307,6 +321,28 @@
       return out;
     };
     return copy(doc.body.firstChild);
+  }
+
+  // --- what agents (after a hand-off) and the system wrote meanwhile ----------------------------
+
+  // The bot's replies come with their renderings from the POST; the conversation's stored messages
+  // bring what an agent answered in the console or a template test sent, which no POST returns.
+  async function loadNewMessages() {
+    if (!session) return;
+    const sessionId = session.session_id;
+    try {
+      const data = await api(`/sessions/${encodeURIComponent(sessionId)}?after=${lastMessageId}`);
+      if (!session || session.session_id !== sessionId) return;
+      let added = false;
+      for (const m of data.messages) {
+        lastMessageId = Math.max(lastMessageId, m.id || 0);
+        if (m.direction === "outbound" && (m.author === "agent" || m.author === "system")) {
+          addReply({ text: m.text, options: m.options || [] }, m.author, true);
+          added = true;
+        }
+      }
+      if (added) disableStaleOptions();
+    } catch (_) { /* the next poll tries again */ }
   }
 
   // --- notifications ----------------------------------------------------------------------------
