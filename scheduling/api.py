@@ -300,16 +300,22 @@ def build_change_router() -> APIRouter:
         return change_json(result)
 
     @router.put("/deliveries/{tracking}/instructions")
-    async def instructions(tracking: str, body: InstructionsIn, retailer: CurrentRetailer, uow: Uow) -> Any:
+    async def instructions(
+        tracking: str, body: InstructionsIn, retailer: CurrentRetailer, uow: Uow, ctx: Ctx
+    ) -> Any:
+        """Replace the instructions for the driver (plain text, at most 500 characters)."""
         delivery = await delivery_or_404(uow, retailer, tracking)
         try:
-            changed = await set_instructions(uow, delivery, body.instructions, api_actor(retailer))
+            changed = await set_instructions(
+                uow, delivery, body.instructions, api_actor(retailer), now=ctx.clock()
+            )
         except SchedulingError as error:
             return refused(error)
         return {"tracking": tracking, "instructions": changed.instructions}
 
     @router.post("/deliveries/{tracking}/cancel")
     async def cancel(tracking: str, retailer: CurrentRetailer, uow: Uow, ctx: Ctx) -> Any:
+        """Cancel a delivery that is not on its way: its stop leaves the route, reservations are freed."""
         delivery = await delivery_or_404(uow, retailer, tracking)
         try:
             result = await cancel_delivery(uow, delivery, api_actor(retailer), now=ctx.clock())

@@ -44,6 +44,15 @@ class TravelModel:
             return int(self.durations[a.index][b.index])
         return round(haversine_m((a.lon, a.lat), (b.lon, b.lat)) / self.metres_per_second)
 
+    def leg(self, a: Place | None, b: Place | None) -> tuple[int, float]:
+        """Seconds and metres together (one great-circle computation instead of two)."""
+        if a is None or b is None:
+            return 0, 0.0
+        metres = haversine_m((a.lon, a.lat), (b.lon, b.lat))
+        if self.durations is not None and a.index is not None and b.index is not None:
+            return int(self.durations[a.index][b.index]), metres
+        return round(metres / self.metres_per_second), metres
+
     def metres(self, a: Place | None, b: Place | None) -> float:
         if a is None or b is None:
             return 0.0
@@ -110,9 +119,9 @@ def schedule(vehicle: VehicleSpec, stops: Sequence[StopSpec], travel: TravelMode
     travel_total = 0
     distance = 0.0
     for position, stop in enumerate(stops):
-        leg = travel.seconds(here, stop.place)
+        leg, metres = travel.leg(here, stop.place)
         travel_total += leg
-        distance += travel.metres(here, stop.place)
+        distance += metres
         arrival = time + leg if stop.actual_arrival is None else stop.actual_arrival
         begin = max(arrival, stop.window[0]) if stop.actual_arrival is None else arrival
         arrivals.append(arrival)
@@ -124,9 +133,9 @@ def schedule(vehicle: VehicleSpec, stops: Sequence[StopSpec], travel: TravelMode
             time += vehicle.delay
         departures.append(time)
         here = stop.place
-    leg = travel.seconds(here, vehicle.end)
+    leg, metres = travel.leg(here, vehicle.end)
     travel_total += leg
-    distance += travel.metres(here, vehicle.end)
+    distance += metres
     end_time = time + leg
     return Schedule(
         arrivals=arrivals,

@@ -866,7 +866,9 @@ async def redirect_to_pickup(
 # --- instructions and cancellation -------------------------------------------------------------------
 
 
-async def set_instructions(uow: UnitOfWork, delivery: Delivery, instructions: str, actor: Actor) -> Delivery:
+async def set_instructions(
+    uow: UnitOfWork, delivery: Delivery, instructions: str, actor: Actor, *, now: datetime | None = None
+) -> Delivery:
     """Replace the delivery's instructions for the driver (plain text, at most 500 characters)."""
     text = " ".join(instructions.replace("\r", " ").split("\n")).strip()
     if len(text) > MAX_INSTRUCTIONS:
@@ -878,7 +880,7 @@ async def set_instructions(uow: UnitOfWork, delivery: Delivery, instructions: st
     if fresh.status in (DeliveryStatus.delivered, DeliveryStatus.cancelled, DeliveryStatus.picked_up):
         raise DeliveryNotChangeable(f"a delivery that is {fresh.status} cannot be changed")
     retailer = await _retailer(session, fresh.retailer_id)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     before = {"instructions": fresh.instructions}
     fresh.instructions, fresh.updated_at = text, now
     session.add(fresh)

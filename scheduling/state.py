@@ -127,6 +127,7 @@ class RouteArrays:
         self.width = max((len(r.specs) for r in routes), default=0) + 8
         self._allocate(len(routes))
         self.skills: list[frozenset[int]] = []
+        self._skill_masks: dict[frozenset[int], BoolArray] = {}
         for i, route in enumerate(routes):
             self.skills.append(route.spec.skills)
             self.set_row(i, route)
@@ -145,6 +146,9 @@ class RouteArrays:
         self.depart: IntArray = np.zeros(shape, dtype=np.int64)
         self.old_next: IntArray = np.zeros(shape, dtype=np.int64)
         self.slack: IntArray = np.zeros(shape, dtype=np.int64)
+        self.reach: IntArray = np.zeros(
+            shape, dtype=np.int64
+        )  # old_next + slack: latest the next place may be reached
         self.base_leg: IntArray = np.zeros(shape, dtype=np.int64)
         self.cap_left: IntArray = np.full((rows, max(self.dimensions, 1)), 10**12, dtype=np.int64)
 
@@ -177,6 +181,8 @@ class RouteArrays:
         self.depart[row, : n + 1] = [route.spec.shift[0] + route.spec.delay, *timing.departures]
         self.old_next[row, : n + 1] = [*timing.arrivals, timing.end_time]
         self.slack[row, : n + 1] = route.slack
+        self.reach[row, :] = 0
+        self.reach[row, : n + 1] = self.old_next[row, : n + 1] + self.slack[row, : n + 1]
         self.base_leg[row, : n + 1] = [0] * route.first_open + [
             self.travel.seconds(places[p], places[p + 1]) for p in range(route.first_open, n + 1)
         ]
@@ -188,6 +194,16 @@ class RouteArrays:
             self.cap_left[row, :] = 10**12
         if row < len(self.skills):
             self.skills[row] = route.spec.skills
+
+    def serves(self, needed: frozenset[int]) -> BoolArray:
+        """Which routes have every skill in `needed` (cached per skill set)."""
+        mask = self._skill_masks.get(needed)
+        if mask is None:
+            mask = np.fromiter(
+                (needed <= skills for skills in self.skills), dtype=np.bool_, count=len(self.skills)
+            )
+            self._skill_masks[needed] = mask
+        return mask.copy()
 
     def seconds_between(
         self,
@@ -228,6 +244,7 @@ _ROW_ARRAYS = (
     "depart",
     "old_next",
     "slack",
+    "reach",
     "base_leg",
 )
 
@@ -318,7 +335,7 @@ class PlanState:
         """
         arrays = self.arrays
         low, high = bounds or new.window
-        route_ok = np.fromiter((new.skills <= skills for skills in arrays.skills), dtype=np.bool_)
+        route_ok = arrays.serves(new.skills)
         if new.amount and arrays.dimensions:
             amount = np.zeros(arrays.cap_left.shape[1], dtype=np.int64)
             amount[: len(new.amount)] = new.amount[: arrays.cap_left.shape[1]]
@@ -327,7 +344,7 @@ class PlanState:
             route_ok[exclude_row] = False
         mask = arrays.valid & route_ok[:, None]
         mask &= arrays.depart <= high
-        mask &= arrays.old_next + arrays.slack >= low + new.service
+        mask &= arrays.reach >= low + new.service
         flat = np.flatnonzero(mask)
 
         def take(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
