@@ -144,3 +144,40 @@ class TestUsers:
         )
         await sign_in(client, "ana@acme.test")
         assert (await client.get("/console/me")).json()["retailer_ids"] == [acme.retailer_id]
+
+
+class TestUserCommand:
+    def test_user_create_prints_a_generated_password_once_and_refuses_an_unknown_retailer(
+        self, tmp_path, sqlite_template, monkeypatch, capsys
+    ):
+        import asyncio
+        import json
+        import shutil
+
+        from app import build_context, main
+        from core.config import Settings
+        from tests.conftest import make_tenant
+
+        database = tmp_path / "cli.db"
+        shutil.copy(sqlite_template, database)
+        url = f"sqlite:///{database}"
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("LOG_LEVEL", "WARNING")
+
+        async def seed():
+            ctx = build_context(Settings(database_url=url, _env_file=None))
+            await make_tenant(ctx, "acme")
+            await ctx.engine.dispose()
+
+        asyncio.run(seed())
+        assert main(["user", "create", "Ana@Acme.test", "--role", "agent", "--retailer", "acme"]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed["user"] == "ana@acme.test" and printed["retailers"] == ["acme"]
+        assert len(printed["password"]) >= 16
+        assert main(["user", "create", "bob@acme.test", "--role", "agent", "--retailer", "nope"]) == 1
+        assert "UnknownRetailer" in capsys.readouterr().err
+        assert main(["user", "create", "ana@acme.test", "--role", "agent", "--retailer", "acme"]) == 1
+        assert "UserExists" in capsys.readouterr().err
+        given = ["user", "create", "cy@acme.test", "--role", "retailer_admin", "--retailer", "acme"]
+        assert main([*given, "--password", "long enough secret"]) == 0
+        assert "password" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
