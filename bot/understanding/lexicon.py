@@ -814,6 +814,22 @@ INTENT_CUES += [
     ),
 ]
 
+# What the bot cannot do itself goes to a person: complaints, cancelled orders, a wrong address, damage.
+INTENT_CUES += [
+    (
+        "human",
+        3,
+        r"complain|complaint|cancel (?:my|the|this) (?:order|delivery|purchase)|wrong address|"
+        r"change (?:my|the)"
+        r" address|damaged|broken item|missing item|refund|plainte|annuler (?:ma|la|mon) (?:commande|"
+        r"livraison)"
+        r"|mauvaise adresse|changer (?:mon|l) adresse|endommage|remboursement|queja|reclamo|"
+        r"cancelar (?:mi|el|la)"
+        r" (?:pedido|entrega|orden)|direccion (?:equivocada|incorrecta)|cambiar (?:mi|la) direccion|"
+        r"danado|reembolso",
+    ),
+]
+
 # Single words that lean towards an intent, consulted only when no phrase above matched, no time was
 # asked for and the message is not a social move: a last resort before "unknown".
 LOOSE_WORDS: dict[str, frozenset[str]] = {
