@@ -1,0 +1,133 @@
+"""The template editor in headless Chromium: pick an event, edit with a live preview and inline errors,
+save a version, roll back. SQLite only (the routes are covered on both databases in test_templates_editor)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from app import build_context, create_app
+from core.config import Settings
+from core.models import Role
+from tests.console_helpers import add_user
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct horse"
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM.exists():
+    print(f"\nSKIP browser tests: {CHROMIUM} is not installed (make browser installs Debian's chromium)")
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+
+async def _seed(settings: Settings) -> None:
+    from tests.conftest import make_tenant
+
+    ctx = build_context(settings)
+    try:
+        await make_tenant(ctx, "acme")
+        await add_user(ctx, "ada@acme.test", ["acme"], role=Role.retailer_admin, password=PASSWORD)
+    finally:
+        await ctx.engine.dispose()
+
+
+@pytest.fixture
+def served(tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    database = tmp_path / "doorstep.db"
+    shutil.copy(sqlite_template, database)
+    settings = Settings(
+        environment="test",
+        database_url=f"sqlite:///{database}",
+        public_url="http://doorstep.test",
+        scheduler_enabled=False,
+        outbox_enabled=False,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    asyncio.run(_seed(settings))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn stopped"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_a_retailer_admin_edits_previews_saves_and_rolls_back_a_template(served, browser):
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.goto(served + "/console/templates")
+    page.get_by_label("E-mail").fill("ada@acme.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/console/templates$"))
+
+    page.get_by_role("button", name="Failed attempt").click()
+    body = page.locator("#tpl-body")
+    expect(body).to_have_value(re.compile(r"could not deliver"))
+    expect(page.locator("#tpl-preview-text")).to_contain_text("could not deliver TOR-000123")
+    expect(page.locator("#tpl-preview-options li").first).to_have_text("Change the time")
+    expect(page.locator("#tpl-segments")).to_contain_text("SMS segment")
+
+    body.fill("{{ brand }}: {{ tracking }} {{ secret }}")
+    expect(page.locator("#tpl-errors")).to_contain_text("unknown variable(s) secret")
+    expect(body).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("button", name="Save as a new version")).to_be_disabled()
+
+    body.fill("{{ brand }}: {{ tracking }} missed you 🚪")
+    expect(page.locator("#tpl-errors li")).to_have_count(0)
+    expect(page.locator("#tpl-preview-text")).to_have_text("Acme: TOR-000123 missed you 🚪")
+    expect(page.locator("#tpl-segments")).to_contain_text("UCS-2")
+    page.get_by_role("button", name="Save as a new version").click()
+    expect(page.locator("#tpl-status")).to_have_text("Saved as version 1")
+    expect(page.locator("#tpl-versions li")).to_have_count(1)
+
+    page.get_by_role("button", name="Back to Doorstep's default").click()
+    expect(page.locator("#tpl-source")).to_have_text("Doorstep default")
+    expect(body).to_have_value(re.compile(r"could not deliver"))
+
+    page.locator("#tpl-channel").select_option("whatsapp")
+    expect(page.locator("#tpl-sid-row")).to_be_visible()
+    expect(body).to_have_value(re.compile(r"What would you like to do"))
+    page.locator("#tpl-sid").fill("HX123")
+    expect(page.locator("#tpl-errors")).to_contain_text("content SID")
