@@ -74,6 +74,11 @@ class Speaker:
         # a value that ends a sentence with its own period ("ven. 4 déc.") does not need a second one
         return (text % params).replace("..", ".")
 
+    @property
+    def separator(self) -> str:
+        """Between the parts of a listed item; the middle dot is not in GSM-7, so SMS gets a semicolon."""
+        return "; " if self.channel == Channel.sms else " · "
+
     def finish(self, text: str) -> str:
         """What leaves the bot: SMS gets plain spaces, quotes and dashes (one GSM-7 segment goes further)."""
         return plain(text) if self.channel == Channel.sms else text

@@ -11,6 +11,7 @@ and what must follow:
     retailers: acme globex                                each gets tests/plans.small_plan (T001..., G001...)
     prefix: TOR-2026-                                     acme's tracking prefix (default T)
     service: +15145550199                                 the number written to: acme's own (default: shared)
+    bilingual: yes                                        an en_ scenario whose SMS replies may leave GSM-7
 
     > Can you come on Friday afternoon instead?           the recipient writes
     > [button 2]  > [payload menu:pickup]                 presses the 2nd button / sends a payload
@@ -55,6 +56,7 @@ from core.models import (
     Retailer,
     User,
 )
+from core.sms import is_gsm7
 from core.tenants import create_retailer
 from scheduling.plans import import_plan
 from tests.plans import small_plan
@@ -190,6 +192,10 @@ class Runner:
         )
         self.replies = await self.engine.handle(message)
         self.now += timedelta(seconds=20)
+        english = self.scenario.path.name.startswith("en_") and "bilingual" not in self.scenario.headers
+        if self.channel == Channel.sms and english:
+            # English on SMS must fit GSM-7: one stray typographic character would triple the cost
+            assert is_gsm7(self.haystack()), f"{self.where(step)}: not GSM-7:\n{self.haystack()!r}"
 
     def haystack(self) -> str:
         """The replies and their options' labels; CLDR's narrow and thin spaces read as spaces."""

@@ -325,7 +325,7 @@ def pickup_line(turn: Turn, delivery: Delivery, option: PickupOption) -> str:
             )
         )
     parts.append(turn._("ready %(day)s", day=turn.speaker.day(option.available_from, delivery.timezone)))
-    return "- " + " · ".join(parts)
+    return "- " + turn.speaker.separator.join(parts)
 
 
 async def redirect(
