@@ -830,6 +830,23 @@ INTENT_CUES += [
     ),
 ]
 
+INTENT_CUES += [
+    (
+        "where_is_parcel",
+        3,
+        r"still on for|still happening|still coming|(?:nobody|no one|noone) (?:has )?(?:shown up|came|come)"
+        r"|(?:l|la|le) attends (?:encore|toujours)|attends encore|personne (?:n )?est (?:venu|passe)"
+        r"|sigue en pie|(?:nadie|no) ha (?:venido|pasado) nadie|nadie ha (?:venido|pasado)",
+    ),
+    (
+        "instructions",
+        3,
+        r"ring (?:twice|once|the bell|the buzzer|\d+)|knock (?:loud|hard|twice)|frappez|frapper",
+    ),
+    ("instructions", 1, r"upstairs|downstairs|en haut|en bas|arriba|abajo"),
+    ("white_glove", 4, r"hook(?:ed)? (?:\w+ )?up|connect the|conectar|conecten|conectarlo|brancher|branchez"),
+]
+
 # Single words that lean towards an intent, consulted only when no phrase above matched, no time was
 # asked for and the message is not a social move: a last resort before "unknown".
 LOOSE_WORDS: dict[str, frozenset[str]] = {

@@ -252,7 +252,7 @@ ABSENCE = _w(
     r"|pas (?:la|chez (?:moi|nous)|a la maison|disponible|dispo)|absente?|au travail|au boulot|a la job|"
     r"je travaille|occupee?|je peux pas|je ne peux pas|au bureau|pas possible"
     r"|no (?:voy a estar|estare|estoy|estaremos|hay nadie)|estoy en el trabajo|trabajo|fuera de casa|"
-    r"ocupad[oa]|no puedo|no podre|en la oficina"
+    r"ocupad[oa]|no puedo|no podre|en la oficina|no me queda|no me conviene"
 )
 # Time already spent, not asked for: "since this morning", "toute la journée", "toda la mañana".
 ELAPSED = _w(
