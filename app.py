@@ -152,6 +152,10 @@ async def _with_context(settings: Settings, work: Callable[[AppContext], Any]) -
         await ctx.engine.dispose()
 
 
+# Open event streams (the console's live updates) never end by themselves: stop waiting for them.
+SHUTDOWN_GRACE_SECONDS = 5
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -165,9 +169,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=port,
             workers=args.workers,
             log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
         return 0
-    uvicorn.run(create_app(settings), host=args.host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
     return 0
 
 

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
 
 from core.context import AppContext
 from core.logging import get_logger
+from core.models import Channel, Conversation, Recipient
 from core.redis import REDIS_ERRORS, shared_redis
 
 log = get_logger("doorstep.console.live")
@@ -92,6 +95,7 @@ class LiveHub:
         notices = [n for n in (notice_of(e) for e in events) if n is not None]
         if not notices:
             return
+        await self._place_unassigned(notices)
         redis = shared_redis(self.ctx)
         if redis.available and redis.client is not None and self._task is not None:
             try:
@@ -103,6 +107,38 @@ class LiveHub:
         self._log_degraded()
         for notice in notices:
             self.fan_out(notice)
+
+    async def _place_unassigned(self, notices: list[dict[str, Any]]) -> None:
+        """A conversation not yet tied to a retailer (a hand-off asked first thing) goes to the agents
+        of the one retailer whose recipient the sender's phone is, as the inbox shows it."""
+        missing = {
+            n["conversation_id"] for n in notices if n.get("retailer_id") is None and "conversation_id" in n
+        }
+        sessionmaker = getattr(self.ctx, "sessionmaker", None)
+        if not missing or sessionmaker is None:
+            return
+        retailers: dict[int, set[int]] = {}
+        try:
+            async with sessionmaker() as session:  # the publishing unit of work has committed already
+                rows = await session.exec(
+                    select(Conversation.id, Recipient.retailer_id)
+                    .join(Recipient, col(Recipient.phone) == col(Conversation.address))
+                    .where(
+                        col(Conversation.id).in_(sorted(missing)),
+                        col(Conversation.retailer_id).is_(None),
+                        col(Conversation.channel).in_([Channel.sms, Channel.whatsapp]),
+                    )
+                )
+                for conversation_id, retailer_id in rows.all():
+                    if conversation_id is not None:
+                        retailers.setdefault(conversation_id, set()).add(retailer_id)
+        except SQLAlchemyError as exc:
+            log.warning("console_live_unassigned_lookup_failed", error=type(exc).__name__)
+            return
+        for notice in notices:
+            found = retailers.get(notice.get("conversation_id", -1), set())
+            if notice.get("retailer_id") is None and len(found) == 1:
+                notice["retailer_id"] = next(iter(found))
 
     def _log_degraded(self) -> None:
         if not self._degraded_logged:

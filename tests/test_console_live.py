@@ -140,3 +140,26 @@ class TestAcrossProcesses:
         finally:
             await hub.stop()
             await ctx.components[COMPONENT].stop()
+
+
+class TestHandOffsBeforeTheBotKnowsTheRetailer:
+    async def test_the_notice_goes_to_the_agents_of_the_retailer_the_senders_phone_belongs_to(
+        self, ctx, acme, globex
+    ):
+        from bot.handoff import request_person
+        from core.models import Channel, Conversation, Recipient
+
+        hub = LiveHub(ctx)
+        ctx.event_handlers.append(hub.publish)
+        acme_agent = hub.subscribe(frozenset({acme.retailer_id}))
+        globex_agent = hub.subscribe(frozenset({globex.retailer_id}))
+        async with ctx.uow() as uow:
+            uow.session.add(Recipient(retailer_id=acme.retailer_id, phone="+14165550999", name="Ada"))
+            conversation = Conversation(channel=Channel.sms, address="+14165550999")
+            uow.session.add(conversation)
+            await uow.session.flush()
+            request_person(uow, conversation, "asked", ctx.clock())
+            await asyncio.wait_for(uow.commit(), 10)  # the handler reads after the commit: no deadlock
+        notices = drain(acme_agent)
+        assert [(n["kind"], n["retailer_id"]) for n in notices] == [("HandoffRequested", acme.retailer_id)]
+        assert drain(globex_agent) == []
