@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from sqlalchemy import and_, or_
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import (
     OutcomeUnknownError,
@@ -33,10 +34,11 @@ from channels.base import (
     TransientSendError,
 )
 from channels.ratelimit import Limit, RateLimited, RateLimiter
+from core.consent import opted_out
 from core.context import AppContext
 from core.db import is_postgres
 from core.logging import get_logger
-from core.models import Channel, OutboxMessage, OutboxStatus
+from core.models import Channel, OutboxMessage, OutboxStatus, Recipient
 from core.redis import COMPONENT as REDIS_COMPONENT
 from core.redis import SharedRedis
 
@@ -57,6 +59,8 @@ _RANK = {
     OutboxStatus.read: 4,
 }
 FINAL = frozenset({OutboxStatus.failed, OutboxStatus.undelivered, OutboxStatus.suppressed})
+# Kinds of message that go even to a recipient who opted out: the confirmation that they did.
+ALWAYS_SENT = frozenset({"optout"})
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,11 @@ def backoff(attempt: int, base: float, cap: float, retry_after: float | None = N
 async def claim(
     ctx: AppContext, channels: Sequence[Channel], limit: int = CLAIM_BATCH
 ) -> list[OutboxMessage]:
-    """Lease up to `limit` due rows of these channels to this worker."""
+    """Lease up to `limit` due rows of these channels to this worker.
+
+    A row whose recipient opted out of its channel since it was queued is suppressed here, before
+    anything is rendered or sent (only the confirmation of the opt-out itself still goes).
+    """
     if not channels:
         return []
     now = ctx.clock()
@@ -159,7 +167,14 @@ async def claim(
         query = query.with_for_update(skip_locked=True)
     async with ctx.uow() as uow:
         rows = list((await uow.session.exec(query)).all())
+        stopped = await _opted_out(uow.session, rows)
         for row in rows:
+            if row.id in stopped:
+                row.status = OutboxStatus.suppressed
+                row.status_at = now
+                row.claimed_until = None
+                row.last_error = "the recipient opted out of this channel"
+                continue
             if row.status == OutboxStatus.sending:
                 # its worker died mid-send: the provider may already have the message
                 started = (row.claimed_until or now) - lease
@@ -171,22 +186,44 @@ async def claim(
     return rows
 
 
+async def _opted_out(session: AsyncSession, rows: Sequence[OutboxMessage]) -> set[int]:
+    recipient_ids = {row.recipient_id for row in rows if row.recipient_id is not None}
+    if not recipient_ids:
+        return set()
+    recipients = {
+        r.id: r
+        for r in (await session.exec(select(Recipient).where(col(Recipient.id).in_(recipient_ids)))).all()
+    }
+    stopped = set()
+    for row in rows:
+        recipient = recipients.get(row.recipient_id)
+        if (
+            recipient is not None
+            and opted_out(recipient, row.channel)
+            and row.template_key not in ALWAYS_SENT
+        ):
+            stopped.add(row.id or 0)
+    return stopped
+
+
 @dataclass
 class DrainReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
     deferred: int = 0
+    suppressed: int = 0
 
     @property
     def handled(self) -> int:
-        return self.sent + self.retried + self.failed + self.deferred
+        return self.sent + self.retried + self.failed + self.deferred + self.suppressed
 
     def add(self, other: DrainReport) -> None:
         self.sent += other.sent
         self.retried += other.retried
         self.failed += other.failed
         self.deferred += other.deferred
+        self.suppressed += other.suppressed
 
 
 async def release(ctx: AppContext, row: OutboxMessage) -> None:
@@ -304,9 +341,10 @@ async def send_claimed(ctx: AppContext, row: OutboxMessage) -> DrainReport:
 
 async def drain_once(ctx: AppContext, limit: int = CLAIM_BATCH) -> tuple[int, DrainReport]:
     """Claim one batch and send it; answer how many rows were claimed and what became of them."""
-    rows = await claim(ctx, list(senders(ctx)), limit)
-    report = DrainReport()
-    if not rows:
+    claimed = await claim(ctx, list(senders(ctx)), limit)
+    report = DrainReport(suppressed=sum(row.status == OutboxStatus.suppressed for row in claimed))
+    rows = [row for row in claimed if row.status == OutboxStatus.sending]
+    if not claimed:
         return 0, report
     gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
@@ -316,7 +354,7 @@ async def drain_once(ctx: AppContext, limit: int = CLAIM_BATCH) -> tuple[int, Dr
 
     for part in await asyncio.gather(*(guarded(row) for row in rows)):
         report.add(part)
-    return len(rows), report
+    return len(claimed), report
 
 
 async def drain(ctx: AppContext) -> DrainReport:
