@@ -59,8 +59,9 @@ _RANK = {
     OutboxStatus.read: 4,
 }
 FINAL = frozenset({OutboxStatus.failed, OutboxStatus.undelivered, OutboxStatus.suppressed})
-# Kinds of message that go even to a recipient who opted out: the confirmation that they did.
-ALWAYS_SENT = frozenset({"optout"})
+# Kinds of message that go even to a recipient who opted out: the confirmation that they did, and
+# the answer to HELP (carriers require one).
+ALWAYS_SENT = frozenset({"optout", "help"})
 
 
 @dataclass(frozen=True)
