@@ -38,6 +38,8 @@ class Understanding:
     target_language: str | None  # for change_language ("en français" -> "fr_CA")
     postal_code: str | None  # Canadian postal code, normalised "M5V2A1"
     tracking: str | None  # a tracking-like token (letters and digits, at least 8 characters)
+    # 1.0 a carrier keyword; 0.6-0.95 phrase cues (more cues, more confidence); 0.85 yes/no/thanks...;
+    # 0.7 a time phrase alone (reschedule); 0.4 single words leaning to an intent; 0.0 unknown.
     confidence: float
 
     def as_json(self) -> dict[str, object]:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bot.understanding import intents, when
 from bot.understanding.model import Intent, Understanding
-from bot.understanding.text import correct, fold, normalise
+from bot.understanding.text import fold, normalise
 
 COURTESY = intents.COURTESY
 # Intents whose message may carry the time span the recipient wants.
@@ -152,4 +152,3 @@ def warm_up(languages: Iterable[str] = ("en", "fr_CA", "es")) -> None:
         "el lunes por la tarde",
     ):
         understand(sample, locale="en", now=now, timezone="America/Toronto")
-    correct.cache_info()

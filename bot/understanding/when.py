@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -275,7 +275,6 @@ class Reading:
     part: str | None = None
     start: int | None = None  # minutes since midnight
     end: int | None = None
-    found: list[str] = field(default_factory=list)
     context_day: date | None = None  # the day an exclusion spoke of
 
     @property
@@ -337,12 +336,11 @@ def read_clause(text: str, *, today: date, language: str | None, now: datetime) 
                 reading.start = minutes if reading.start is None else reading.start
             else:
                 reading.end = minutes if reading.end is None else reading.end
-            reading.found.append(m.group(0).strip())
             text = _consume(text, m)
 
     if m := RANGE.search(text):
         start, start_explicit = _hour(m, "a", part_hint)
-        end, end_explicit = _hour(m, "b", part_hint)
+        end, _ = _hour(m, "b", part_hint)
         end_is_pm = (m.group("bmer") or "").strip(" .") in ("pm", "p m")
         # "between 2 and 4pm": the pm of the end carries to the start.
         if end_is_pm and not m.group("amer") and start < 12 * 60 and start + 12 * 60 <= end:
@@ -354,9 +352,7 @@ def read_clause(text: str, *, today: date, language: str | None, now: datetime) 
                 end += 12 * 60
         if start < end:
             reading.start, reading.end = start, end
-            reading.found.append(m.group(0).strip())
             text = _consume(text, m)
-        del end_explicit
     bound(NOT_BEFORE, "after")
     bound(NOT_AFTER, "before")
     bound(AFTER_POSTFIX, "after")
@@ -368,7 +364,6 @@ def read_clause(text: str, *, today: date, language: str | None, now: datetime) 
             if m := pattern.search(text):
                 minutes, _ = _hour(m, "a", part_hint)
                 reading.start, reading.end = max(minutes - 60, 0), min(minutes + 60, 24 * 60)
-                reading.found.append(m.group(0).strip())
                 text = _consume(text, m)
                 break
     if absent:
@@ -382,7 +377,6 @@ def read_clause(text: str, *, today: date, language: str | None, now: datetime) 
     for name, pattern in PART_PATTERNS:
         if m := pattern.search(text):
             reading.part = name
-            reading.found.append(m.group(0).strip())
             text = _consume(text, m)
             break
 
