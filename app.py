@@ -23,6 +23,7 @@ from sqlmodel import col, func, select
 from bot.engine import start_engine
 from channels.outbox_worker import install as install_outbox
 from channels.sandbox import install as install_sandbox
+from channels.sandbox import sandbox_enabled
 from channels.telegram import install as install_telegram
 from channels.twilio import install as install_twilio
 from console.web import install as install_console
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/sandbox" if sandbox_enabled(settings) else "/docs")
 
     app.include_router(scheduling_api.build_router())
     app.state.starters.append(start_change_webhooks)

@@ -290,3 +290,9 @@ class TestAgentsAnswersReachTheSandbox:
             await client.get(f"/sandbox/api/sessions/{session_id}", params={"after": everything[0]["id"]})
         ).json()
         assert [m["text"] for m in newer["messages"]] == ["Hi, Sam here."]
+
+
+class TestTheHomePage:
+    async def test_the_root_leads_a_newcomer_to_the_sandbox(self, client):
+        response = await client.get("/")
+        assert response.status_code in (302, 307) and response.headers["location"] == "/sandbox"
