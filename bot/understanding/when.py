@@ -16,8 +16,12 @@ Semantics (all relative to `now` in the recipient's time zone, future preferred)
 - without a day, a time is today if it is still ahead, otherwise tomorrow; a weekday is the next one
   (never today: "Tuesday" said on a Tuesday is a week later; "next Friday" is the coming Friday);
   a day of the month is the next one on or after today;
+- "this weekend" is Saturday 00:00 to Monday 00:00, "next week" Monday to Monday; dates more than a
+  year ahead are taken as misreadings;
 - in a clause that says the recipient is away ("at work until 5", "pas là avant 15h") bounds flip
-  ("until 5" -> from 17:00) and bare days are exclusions, not requests; "not Friday" is ignored.
+  ("until 5" -> from 17:00) and bare days are exclusions, not requests; "not Friday" is ignored;
+- time already spent ("since this morning", "toda la mañana") asks for nothing; when clauses disagree,
+  the one naming both a day and a time is the request; contradictory bounds keep the start.
 """
 
 from __future__ import annotations
