@@ -21,6 +21,7 @@ from bot.i18n import Speaker, normalize_locale
 from bot.keywords import Keyword
 from core.consent import set_opt_out
 from core.models import Delivery, Retailer
+from core.ratelimit import FailureLimiter, sender_key
 
 Understand = Callable[..., Any]
 DEFAULT_TIMEZONE = "America/Toronto"
@@ -33,8 +34,10 @@ CONTACT_PAYLOAD = "share_contact"  # channels/telegram_format: a "share my phone
 
 
 class Dialogs:
-    def __init__(self, understand: Understand) -> None:
+    def __init__(self, understand: Understand, guesses: FailureLimiter | None = None) -> None:
         self._understand = understand
+        # wrong tracking/postal-code pairs per sender, across conversations and processes
+        self._guesses = guesses
 
     # --- the turn ----------------------------------------------------------------------------------
 
@@ -140,6 +143,8 @@ class Dialogs:
     def from_payload(self, turn: Turn, payload: str) -> Parsed:
         if payload in MENU_INTENTS:
             return Parsed(MENU_INTENTS[payload])
+        if payload == CONTACT_PAYLOAD:  # "1" after the share-your-number prompt: that is a keyboard button
+            return Parsed("identify")
         if payload in (turn.state.get("offers") or {}):
             return Parsed("choose", choice=payload)
         return Parsed("stale")
@@ -155,6 +160,9 @@ class Dialogs:
 
         if intent == "human":
             self.person(turn)
+            return
+        if intent == "identify":
+            self.unlinked(turn)
             return
         if intent == "change_language" and parsed.target_language:
             self.change_language(turn, parsed.target_language)
@@ -534,10 +542,19 @@ class Dialogs:
             turn.say(text, kind="ask.identity")
             return
         state.pop("verify", None)
-        delivery = await identity.find_by_tracking_and_postal_code(
-            turn.uow, given["tracking"], given["postal_code"], turn.conversation.retailer_id
+        sender = sender_key(str(turn.message.channel), turn.message.sender)
+        # a sender over the limit gets the answer of a wrong pair, right pair or not: guessing teaches nothing
+        blocked = self._guesses is not None and await self._guesses.blocked(sender)
+        delivery = (
+            None
+            if blocked
+            else await identity.find_by_tracking_and_postal_code(
+                turn.uow, given["tracking"], given["postal_code"], turn.conversation.retailer_id
+            )
         )
         if delivery is None or delivery.recipient_id is None:
+            if self._guesses is not None and not blocked:
+                await self._guesses.record_failure(sender)
             state["verify_attempts"] = attempts + 1
             state["awaiting"] = "verify"
             turn.say(
