@@ -311,7 +311,7 @@ class Series:
 
 
 def bar_chart_svg(
-    title: str, labels: Sequence[str], series: Sequence[Series], *, width: int = 560, height: int = 220
+    title: str, labels: Sequence[str], series: Sequence[Series], *, width: int = 440, height: int = 240
 ) -> Markup:
     """Grouped bars per day with a y axis and a legend."""
     left, right, top, bottom = 34, 8, 28, 34
@@ -346,7 +346,7 @@ def bar_chart_svg(
                 f' height="{h:.1f}"'
                 f' fill="{s.colour}"><title>{escape(label)} · {escape(s.name)}: {value}</title></rect>'
             )
-        if groups <= 16 or g % 2 == 0:
+        if groups <= 8 or g % max(1, groups // 7) == 0:
             parts.append(
                 f'<text x="{left + g * group_w + group_w / 2:.1f}" y="{top + plot_h + 12}" font-size="9"'
                 f' text-anchor="middle" fill="{COLOURS["text"]}">{escape(label)}</text>'
