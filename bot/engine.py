@@ -40,6 +40,8 @@ from core.models import (
     Recipient,
 )
 from core.outbox import enqueue
+from core.ratelimit import tracking_guess_limiter
+from core.redis import shared_redis
 
 log = get_logger("doorstep.bot")
 TEXT_LIMIT = 4000  # what we keep of one inbound message
@@ -67,13 +69,15 @@ class ConversationEngine:
         self._ctx = ctx
         self._clock = clock or ctx.clock
         self._understand = understand
-        self.state_store = state_store or build_state_store(ctx.settings.redis_url)
+        # Redis holds dialogs only if it answered at start (core/redis.py); otherwise the database does
+        redis_url = ctx.settings.redis_url if shared_redis(ctx).available else None
+        self.state_store = state_store or build_state_store(redis_url)
 
     @property
     def dialogs(self) -> Dialogs:
         if self._understand is None:
             self._understand = default_understand()
-        return Dialogs(self._understand)
+        return Dialogs(self._understand, tracking_guess_limiter(self._ctx))
 
     def warm_up(self) -> None:
         """Load the understanding's per-language parsers now rather than on the first message."""
