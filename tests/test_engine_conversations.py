@@ -7,6 +7,8 @@ is the real one wherever a dialog reaches it.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
@@ -29,6 +31,7 @@ from core.models import (
     User,
 )
 from core.sms import is_gsm7
+from tests.conftest import make_tenant
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
 
 ADA = "+14165550101"  # T001, English
@@ -390,3 +393,54 @@ class TestRestart:
         assert "T003" in await restarted.say("M5V 2A1")
         await second_store.close()
         assert "dialog" not in (await rows(ctx, Conversation))[0].state  # it lived in Redis
+
+
+SATURDAY_2PM = datetime(2026, 12, 5, 14, tzinfo=ZoneInfo("America/Toronto"))
+
+
+class TestRefusedChanges:
+    """Between the question and the YES someone else may take the place: the reply says so and offers more."""
+
+    async def test_a_window_taken_in_the_meantime_brings_the_nearest_alternatives(self, ctx):
+        tenant = await make_tenant(ctx, "acme", settings={"slot_capacity": 1})
+        await load_small_plan(ctx, tenant.retailer_id)
+        wish = understood(
+            Intent.reschedule,
+            language="en",
+            window_start=SATURDAY_2PM,
+            window_end=SATURDAY_2PM + timedelta(hours=2),
+        )
+        understanding = ScriptedUnderstanding({"saturday 2 to 4": wish, "yes": understood(Intent.yes)})
+        engine = engine_for(ctx, understanding)
+        ada, carl = Chat(engine, Channel.sms, ADA), Chat(engine, Channel.sms, "+14165550103")
+        assert "Reply YES or NO" in await ada.say("saturday 2 to 4")
+        assert "Reply YES or NO" in await carl.say("saturday 2 to 4")
+        assert "Done!" in await carl.say("yes")
+        text = await ada.say("yes")
+        assert "no longer available" in text and "Done" not in text
+        assert ada.payloads() and all(p.startswith("win:") for p in ada.payloads())
+        assert "win:2026-12-05T14:00" not in ada.payloads()
+        t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
+        assert t001.window_start.astimezone(ZoneInfo("America/Toronto")).day == 3
+
+    async def test_a_full_pickup_point_brings_the_other_points(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {"pickup point please": understood(Intent.redirect_pickup), "yes": understood(Intent.yes)}
+        )
+        engine = engine_for(ctx, understanding)
+        chats = {phone: Chat(engine, Channel.sms, phone) for phone in (ADA, "+14165550103", "+14165550104")}
+
+        async def ask_for_queen_street(chat):
+            await chat.say("pickup point please")
+            index = next(i for i, o in enumerate(chat.last[0].options) if o.label == "Queen St Lockers")
+            await chat.say(str(index + 1))
+            assert chat.payloads() == ["yes", "no"]
+
+        for chat in chats.values():
+            await ask_for_queen_street(chat)
+        assert "¡Listo!" in await chats["+14165550103"].say("yes")
+        assert "Done!" in await chats["+14165550104"].say("yes")  # Queen St Lockers holds 2 parcels a day
+        text = await chats[ADA].say("yes")
+        assert "can't take your parcel any more" in text and "Annex Books" in text
+        assert (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0].pickup_point_id is None
