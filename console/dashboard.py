@@ -96,6 +96,8 @@ async def daily_figures(
             day.delivered += 1
         if state in (OutboxStatus.failed, OutboxStatus.undelivered):
             day.failed += 1
+        if state not in SENT:
+            continue
         times = replies.get(recipient_id or -1, [])
         i = bisect.bisect_left(times, created_at)
         if i < len(times) and times[i] <= created_at + ANSWER_WITHIN:
