@@ -379,6 +379,18 @@ class TestCarrierKeywords:
         result = read(text)
         assert result.intent is intent and result.confidence == 1.0
 
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("please stop sending me messages", "en"),
+            ("don't text me anymore", "en"),
+            ("arrêtez de m'envoyer des messages svp", "fr_CA"),
+            ("dejen de mandarme mensajes", "es"),
+        ],
+    )
+    def test_asking_in_words_not_to_be_written_to_is_an_opt_out(self, text, locale):
+        assert read(text, locale).intent is Intent.stop
+
     def test_a_keyword_inside_a_sentence_is_not_a_carrier_keyword(self):
         assert read("please don't stop the delivery, just come after 3").intent is not Intent.stop
         assert read("I need help finding my parcel").intent is not Intent.help

@@ -25,6 +25,7 @@ CUES: list[tuple[Intent, float, re.Pattern[str]]] = [
 ]
 # What a message is about, as opposed to social moves (yes, thanks, hello).
 CONTENT_INTENTS = (
+    Intent.stop,
     Intent.human,
     Intent.change_language,
     Intent.white_glove,

@@ -847,6 +847,21 @@ INTENT_CUES += [
     ("white_glove", 4, r"hook(?:ed)? (?:\w+ )?up|connect the|conectar|conecten|conectarlo|brancher|branchez"),
 ]
 
+# Asking in words not to be written to any more is an opt-out too, not only the carrier keywords.
+INTENT_CUES += [
+    (
+        "stop",
+        5,
+        r"stop (?:sending|texting|messaging|contacting|writing|emailing)|unsubscribe me|opt (?:me )?out"
+        r"|(?:do not|dont) (?:text|message|contact) me|no more (?:texts|messages)"
+        r"|(?:arretez|arrete|cessez) de m (?:envoyer|ecrire|texter|contacter)|(?:plus|pas) de (?:textos|"
+        r"messages)"
+        r"|desabonner|desinscrire|dejen de (?:enviar|mandar|escribir)(?:me|nos)?|no (?:me )?(?:manden|envien|"
+        r"escriban) mas"
+        r"|darme de baja|dar(?:me)? de baja|desuscribir",
+    ),
+]
+
 # Single words that lean towards an intent, consulted only when no phrase above matched, no time was
 # asked for and the message is not a social move: a last resort before "unknown".
 LOOSE_WORDS: dict[str, frozenset[str]] = {
@@ -906,7 +921,8 @@ mas tardar mismo avantmidi apresmidi"""
 )
 
 COMMON_WORDS = _words(
-    """entregarlo entregarla entregarme entregarlos traerlo traerla traermelo mandarlo mandarla enviarlo
+    """mandarme enviarme escribirme mandarnos enviarnos mensajes mensaje textos texto messages texts
+entregarlo entregarla entregarme entregarlos traerlo traerla traermelo mandarlo mandarla enviarlo
 llevarlo llevarla dejarmelo pasarlo
 proche pres loin bientot besoin ai avons lave vaisselle laveuse secheuse frigo meuble lit table
 chaise bureau porte fenetre quelqu on qu expedie expediee envoye depuis toute journee matinee mieux irait
