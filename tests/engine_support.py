@@ -14,7 +14,7 @@ from bot.understanding.model import Intent, Understanding
 from core.context import AppContext
 from core.models import Channel, Retailer
 from scheduling.plans import import_plan
-from tests.plans import small_plan
+from tests.plans import DAY, small_plan
 
 # Wednesday Dec 2 2026, 10:00 in Toronto: the day before the small plan's day.
 NOW = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
@@ -50,11 +50,11 @@ class ScriptedUnderstanding:
         return self.answers.get(text, understood())
 
 
-async def load_small_plan(ctx: AppContext, retailer_id: int, prefix: str = "T") -> None:
+async def load_small_plan(ctx: AppContext, retailer_id: int, prefix: str = "T", day: str = DAY) -> None:
     async with ctx.uow() as uow:
         retailer = await uow.session.get(Retailer, retailer_id)
         assert retailer is not None
-        await import_plan(uow, retailer, small_plan(prefix=prefix))
+        await import_plan(uow, retailer, small_plan(day=day, prefix=prefix))
 
 
 class Chat:

@@ -444,3 +444,17 @@ class TestRefusedChanges:
         text = await chats[ADA].say("yes")
         assert "can't take your parcel any more" in text and "Annex Books" in text
         assert (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0].pickup_point_id is None
+
+
+class TestSeveralDeliveries:
+    async def test_a_recipient_with_two_deliveries_is_asked_which_one(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        await load_small_plan(ctx, acme.retailer_id, prefix="U", day="2026-12-04")
+        understanding = ScriptedUnderstanding({"where is my parcel": understood(Intent.where_is_parcel)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        text = await chat.say("where is my parcel")
+        assert "several deliveries" in text and "Dec" not in text.split("\n")[0]
+        assert [o.label for o in chat.last[0].options] == ["T001 · Thu Dec 3", "U001 · Fri Dec 4"]
+        text = await chat.say("2")
+        assert "U001" in text and "Fri Dec 4" in text
+        assert "U001" in await chat.say("where is my parcel")  # the choice holds for the conversation
