@@ -193,6 +193,15 @@ def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_b
     page.reload()
     expect(page.locator("#thread .msg.agent").last).to_contain_text("this is Ana")
 
+    # Twilio reports the delivery: the receipt on the agent's message moves forward without a reload
+    callback = sent[0].status_callback
+    assert callback and callback.startswith(served.settings.public_url)
+    form = served.twilio.callback_form(sent[0], "delivered")
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(callback, form)
+    local = served.url + callback.removeprefix(served.settings.public_url)
+    assert httpx.post(local, data=form, headers={"X-Twilio-Signature": signature}).status_code == 204
+    expect(page.locator("#thread .msg.agent .chip.delivered")).to_be_visible(timeout=15_000)
+
     # a new message from the recipient appears without reloading
     page.evaluate("window.__marker = 'same page'")
     assert served.post_sms("Thanks, Thursday afternoon would be better", "SM" + "2" * 32).status_code == 200

@@ -84,6 +84,17 @@
     source.onerror = () => { if (status) { status.className = "live-status off"; status.title = "Reconnecting…"; } };
   }
 
+  // Delivery receipts (queued, sent, delivered) arrive from the provider without an event of ours:
+  // while a message of this thread still waits for its receipt, re-read the thread now and then.
+  const PENDING = ".msg-meta .chip.pending, .msg-meta .chip.sending, .msg-meta .chip.queued, .msg-meta .chip.sent";
+  if (conversationId) {
+    setInterval(() => {
+      if (!document.hidden && document.querySelector("#thread-wrap " + PENDING.split(", ").join(", #thread-wrap "))) {
+        schedule("thread-wrap");
+      }
+    }, 10000);
+  }
+
   // --- composer --------------------------------------------------------------------------------
   const counter = document.getElementById("char-count");
   if (textarea && counter) {
