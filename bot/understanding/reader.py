@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bot.understanding import intents, when
 from bot.understanding.model import Intent, Understanding
-from bot.understanding.text import fold, normalise
+from bot.understanding.text import fold, normalise, real_words
 
 COURTESY = intents.COURTESY
 # Intents whose message may carry the time span the recipient wants.
@@ -144,6 +144,7 @@ def _result(intent: Intent, *, language: str | None, confidence: float) -> Under
 def warm_up(languages: Iterable[str] = ("en", "fr_CA", "es")) -> None:
     """Load dateparser's data for each language and fill the caches, so the first message is fast."""
     now = datetime.now(ZoneInfo("America/Toronto"))
+    real_words()
     for language in languages:
         when.warm(LOCALE_LANGUAGE.get(language, language))
     for sample in (

@@ -6,10 +6,13 @@ so it is written once per message and every later step is a handful of compiled 
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib.resources import files
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -108,13 +111,33 @@ def spell_emojis(text: str) -> str:
     return "".join(" " if unicodedata.category(c) in ("So", "Sk", "Cs", "Co") else c for c in text)
 
 
+# A word seen at least this often in pyspellchecker's frequency lists is a real word, not a typo.
+REAL_WORD_MIN_COUNT = 100
+
+
+@cache
+def real_words() -> frozenset[str]:
+    """Real English, French and Spanish words (accents folded), from pyspellchecker's word lists.
+
+    Typo correction leaves them alone: "like" is not a typo of "live", nor "souper" of "super". Loading
+    takes about a second; `warm_up()` does it at start.
+    """
+    words: set[str] = set()
+    for language in ("en", "fr", "es"):
+        resource = files("spellchecker") / "resources" / f"{language}.json.gz"
+        counts: dict[str, int] = json.loads(gzip.decompress(resource.read_bytes()))
+        words.update(fold(word) for word, count in counts.items() if count >= REAL_WORD_MIN_COUNT)
+    return frozenset(words)
+
+
 @lru_cache(maxsize=50_000)
 def correct(token: str) -> str:
     """The known word a typo most likely meant, or the token itself.
 
-    Only letters are corrected, only from four letters up, at most one edit below eight letters and
-    two from there, and the first letter must be kept (or swapped with the second): recipients'
-    typos are mostly inside words, and a wider net turns ordinary words into cue words.
+    Only letters are corrected, only from four letters up, never a real word of the three languages,
+    at most one edit below eight letters and two from there, and the first letter must be kept (or
+    swapped with the second): recipients' typos are mostly inside words, and a wider net turns
+    ordinary words into cue words.
     """
     if token in KNOWN_WORDS or len(token) < 4 or not token.isalpha():
         return token
@@ -124,6 +147,8 @@ def correct(token: str) -> str:
     doubled = REPEATS.sub(r"\1\1", token)
     if doubled in KNOWN_WORDS:
         return doubled
+    if token in real_words():
+        return token
     token = doubled
     limit = 1 if len(token) < 8 else 2
     candidates = KNOWN_WORDS_BY_INITIAL.get(token[0], ()) + KNOWN_WORDS_BY_INITIAL.get(token[1], ())
