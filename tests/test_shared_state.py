@@ -10,7 +10,7 @@ import uuid
 import pytest
 from structlog.testing import capture_logs
 
-from core.ratelimit import FailureLimiter, sender_key
+from core.ratelimit import FailureLimiter, sender_key, tracking_guess_limiter
 from core.redis import SharedRedis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -150,3 +150,32 @@ class TestGuessLimiter:
         assert not await b.blocked(key)
         await first.stop()
         await second.stop()
+
+
+class TestTheAppWithoutRedis:
+    async def test_with_redis_unreachable_the_app_serves_and_says_once_it_is_degraded(self, settings, acme):
+        from httpx import ASGITransport, AsyncClient
+
+        from app import build_context, create_app
+        from tests.plans import small_plan
+
+        degraded = settings.model_copy(update={"redis_url": closed_port_url()})
+        ctx = build_context(degraded)
+        app = create_app(degraded, ctx=ctx)
+        with capture_logs() as logs:
+            async with (
+                app.router.lifespan_context(app),
+                AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+            ):
+                assert (await http.get("/healthz")).status_code == 200
+                plan = await http.post("/api/v1/plans", json=small_plan(prefix="NR"), headers=acme.headers)
+                assert plan.status_code == 201, plan.text
+                delivery = await http.get("/api/v1/deliveries/NR001", headers=acme.headers)
+                assert delivery.status_code == 200
+                limiter = tracking_guess_limiter(ctx)
+                for _ in range(5):
+                    await limiter.record_failure("telegram:1")
+                assert await limiter.blocked("telegram:1"), "rate limits still hold, in this process"
+        await ctx.engine.dispose()
+        warnings = [e for e in logs if e["event"] == "redis_unavailable"]
+        assert len(warnings) == 1 and "degraded" in warnings[0]["mode"]
