@@ -806,6 +806,7 @@ INTENT_CUES += [
         r"|make it (?:today|tomorrow|on time)|ya mero|ya casi|(?:llega|viene) mi",
     ),
     ("white_glove", 4, r"setting (?:it |them |\w+ )?up"),
+    ("where_is_parcel", 3, r"rien (?:recu|eu)|nothing yet|no recibo|todavia nada|nada todavia|aun nada"),
     ("white_glove", 4, r"montent|montez|monte (?:le|la|les)|installent|installez|assemblent|assemblez"),
     (
         "human",

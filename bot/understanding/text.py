@@ -139,7 +139,11 @@ def correct(token: str) -> str:
     swapped with the second): recipients' typos are mostly inside words, and a wider net turns
     ordinary words into cue words.
     """
-    if token in KNOWN_WORDS or len(token) < 4 or not token.isalpha():
+    if token in KNOWN_WORDS or not token.isalpha():
+        return token
+    if len(token) >= 3 and token[-1] == token[-2] and token[:-1] in KNOWN_WORDS:
+        return token[:-1]  # a held last letter: "mercii", "sii", "noo"
+    if len(token) < 4:
         return token
     squeezed = REPEATS.sub(r"\1", token)
     if squeezed in KNOWN_WORDS:

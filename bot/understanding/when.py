@@ -252,6 +252,7 @@ ORDINAL_DAY = _w(
 ABSENCE = _w(
     r"not (?:be )?(?:home|there|around|in|available)|be not (?:home|there|around|available)|will not be|"
     r"am not (?:home|there)|at work|i am out|away|busy|working|i work|stuck at|at the office|can not make it"
+    r"|not (?:going to|gonna) be (?:home|there|around|in|available)|going to be out|be out"
     r"|(?:does|do|will|would) not work|not good for me|marche pas|fonctionne pas|no me sirve|no me funciona"
     r"|pas (?:la|chez (?:moi|nous)|a la maison|disponible|dispo)|absente?|au travail|au boulot|a la job|"
     r"je travaille|occupee?|je peux pas|je ne peux pas|au bureau|pas possible"
@@ -482,13 +483,16 @@ HOUR_WORDS = {
     **dict.fromkeys(["twelve", "douze", "doce"], 12),
 }
 _HOUR_WORD = "|".join(HOUR_WORDS)
+_SPOKEN_HOUR = "|".join(w for w in HOUR_WORDS if w not in ("un", "une", "uno", "una"))
 _BEFORE_HOUR = (
     r"at|after|before|between|and|to|from|around|by|until|till|apres|avant|entre|et|vers|de|des|a|las|la"
     r"|hasta|y|or|ou|o|jusqu a|desde"
 )
 # Hours in words and in halves and quarters, rewritten as the digits the reader knows.
 CLOCK_WORDS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
-    (_w(rf"({_BEFORE_HOUR}) ({_HOUR_WORD})"), lambda m: f"{m.group(1)} {HOUR_WORDS[m.group(2)]}"),
+    # "a un autre jour" and "de una vez" are not hours: one as a word is read only as "one" or "la una".
+    (_w(rf"({_BEFORE_HOUR}) ({_SPOKEN_HOUR})"), lambda m: f"{m.group(1)} {HOUR_WORDS[m.group(2)]}"),
+    (_w(r"(a |de |hasta |desde )?la una"), lambda m: f"{m.group(1) or ''}las 1"),
     (
         _w(rf"({_HOUR_WORD}) (o clock|pm|am|p m|a m|heures?|horas?|h)"),
         lambda m: f"{HOUR_WORDS[m.group(1)]} {m.group(2)}",
