@@ -42,6 +42,7 @@ from core.models import (
     Recipient,
     Retailer,
     Stop,
+    StopStatus,
 )
 from notifications.events import EVENTS, LOCALES
 from notifications.templates import (
@@ -308,6 +309,7 @@ async def _apply(
             if delivery is None or delivery.retailer_id != event.retailer_id:
                 continue
             plan_for(event, retailers[delivery.retailer_id], delivery, now, plan)
+        delivery_ids |= await _arriving_from_progress(session, relevant, deliveries, retailers, now, plan)
 
         wanted_keys = {w.key for w in plan.wanted}
         existing: dict[str, Notification] = {}
@@ -356,6 +358,54 @@ async def _apply(
         await uow.commit()
     log.info("notifications_planned", scheduled=len(scheduled), cancelled=len(cancelled))
     return scheduled, cancelled
+
+
+PROGRESS = (ev.OutForDelivery, ev.Arrived, ev.Delivered, ev.AttemptFailed)
+
+
+async def _arriving_from_progress(
+    session: Any,
+    relevant: list[ev.Event],
+    deliveries: dict[int | None, Delivery],
+    retailers: dict[int | None, Retailer],
+    now: datetime,
+    plan: Plan,
+) -> set[int]:
+    """A stop reported on a route brings the next ones closer: those now within the retailer's
+    `arriving_stops` stops, or 30 minutes by their ETA, are told once that the driver is coming."""
+    moved = [e.delivery_id for e in relevant if isinstance(e, PROGRESS) and e.delivery_id in deliveries]
+    if not moved:
+        return set()
+    vehicle_ids = set(
+        (await session.exec(select(Stop.vehicle_id).where(col(Stop.delivery_id).in_(moved)))).all()
+    )
+    if not vehicle_ids:
+        return set()
+    rows = (
+        await session.exec(
+            select(Stop, Delivery)
+            .join(Delivery, col(Delivery.id) == col(Stop.delivery_id))
+            .where(col(Stop.vehicle_id).in_(vehicle_ids), Stop.status == StopStatus.planned)
+            .order_by(col(Stop.vehicle_id), col(Stop.sequence))
+        )
+    ).all()
+    ahead: dict[int, int] = {}
+    touched: set[int] = set()
+    for stop, delivery in rows:
+        retailer = retailers.get(delivery.retailer_id)
+        if retailer is None or delivery.status not in UPCOMING or delivery.id is None:
+            continue
+        stops_away = ahead.get(stop.vehicle_id, 0)
+        ahead[stop.vehicle_id] = stops_away + 1
+        threshold = int(retailer.settings.get("arriving_stops", DEFAULT_ARRIVING_STOPS))
+        soon = stop.eta is not None and stop.eta - now <= timedelta(minutes=ARRIVING_MINUTES)
+        if stops_away <= threshold or soon:
+            day = _day_key(delivery, delivery.window_start or now)
+            context: dict[str, Any] = {"day": day, "eta": _iso(stop.eta), "stops_away": stops_away}
+            key = f"arriving_soon:{delivery.id}:{day}"
+            plan.wanted.append(Wanted("arriving_soon", delivery.id, retailer.id or 0, key, now, context))
+            touched.add(delivery.id)
+    return touched
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
@@ -703,6 +753,14 @@ async def fire_notifications(
             ],
         )
         await uow.commit()
+    postponed = {i for i, _ in summary.postponed_to}
+    for note in notes:
+        ctx.metrics.notifications.labels(
+            note.event, "postponed" if note.id in postponed else note.status
+        ).inc()
+    lateness = [(now - n.due_at).total_seconds() for n in notes if n.status == SENT]
+    if lateness:
+        ctx.metrics.scheduler_lag.set(max(lateness))
     if summary.postponed_to:
         await scheduler_of(ctx).schedule(summary.postponed_to)
     log.info(

@@ -344,3 +344,31 @@ class TestDriverProgress:
         (failed,) = [m for m in await rows(ctx, OutboxMessage) if m.template_key == "attempt_failed"]
         assert "(nobody home)" in failed.body
         assert [o["payload"] for o in failed.options] == ["menu:reschedule", "menu:pickup", "menu:person"]
+
+
+class TestArrivingFromRouteProgress:
+    async def test_a_stop_done_tells_the_next_recipient_the_driver_is_coming(self, ctx):
+        from core.models import Stop, StopStatus
+
+        clock, _ = await setup(
+            ctx, now=datetime(2026, 12, 3, 13, 30, tzinfo=UTC), settings={"arriving_stops": 0}
+        )
+        first, second = await delivery(ctx, "T001"), await delivery(ctx, "T002")
+        (first_stop,) = await rows(ctx, Stop, Stop.delivery_id == first.id)
+        (second_stop,) = await rows(ctx, Stop, Stop.delivery_id == second.id)
+        await update(ctx, Stop, second_stop.id, eta=clock.now + timedelta(hours=2))
+        await update(ctx, Delivery, first.id, status=DeliveryStatus.out_for_delivery)
+        await ctx.publish([ev.OutForDelivery(first.retailer_id, first.id, first_stop.eta)])
+        assert "arriving_soon" in await notes_of(ctx, "T001")
+        assert "arriving_soon" not in await notes_of(ctx, "T002")
+        await fire_notifications(ctx)
+
+        await update(ctx, Stop, first_stop.id, status=StopStatus.done)
+        await update(ctx, Delivery, first.id, status=DeliveryStatus.delivered)
+        await ctx.publish([ev.Delivered(first.retailer_id, first.id, proof={"signer": "Ada"})])
+        arriving = (await notes_of(ctx, "T002"))["arriving_soon"]
+        assert arriving.context["stops_away"] == 0 and arriving.status == "scheduled"
+        await ctx.publish([ev.Delivered(first.retailer_id, first.id, proof={"signer": "Ada"})])
+        await fire_notifications(ctx)
+        sent = [m for m in await rows(ctx, OutboxMessage) if m.template_key == "arriving_soon"]
+        assert sorted(m.to_address for m in sent) == ["+14165550101", "+14165550102"]
