@@ -458,3 +458,14 @@ class TestSeveralDeliveries:
         text = await chat.say("2")
         assert "U001" in text and "Fri Dec 4" in text
         assert "U001" in await chat.say("where is my parcel")  # the choice holds for the conversation
+
+
+class TestBrokenUnderstanding:
+    async def test_a_reader_that_fails_gets_a_clarifying_reply_not_an_error(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+
+        def broken(text, **_):
+            raise ValueError("bug")
+
+        text = await Chat(engine_for(ctx, broken), Channel.sms, ADA).say("where is it")
+        assert "didn't understand" in text

@@ -20,8 +20,11 @@ from bot.handoff import request_person
 from bot.i18n import Speaker, normalize_locale
 from bot.keywords import Keyword
 from core.consent import set_opt_out
+from core.logging import get_logger
 from core.models import Delivery, Retailer
 from core.ratelimit import FailureLimiter, sender_key
+
+log = get_logger("doorstep.bot.dialogs")
 
 Understand = Callable[..., Any]
 DEFAULT_TIMEZONE = "America/Toronto"
@@ -130,9 +133,14 @@ class Dialogs:
         text = message.text.strip()
         if not text:
             return Parsed("unknown")
-        understood = self._understand(
-            text[:1000], locale=turn.speaker.locale, now=turn.now, timezone=await self.timezone(turn)
-        )
+        timezone = await self.timezone(turn)
+        try:
+            understood = self._understand(
+                text[:1000], locale=turn.speaker.locale, now=turn.now, timezone=timezone
+            )
+        except Exception as exc:  # a reader bug must not leave the recipient without an answer
+            log.error("understanding_failed", conversation_id=turn.conversation.id, error=type(exc).__name__)
+            return Parsed("unknown")
         parsed = Parsed.of(understood)
         if parsed.intent == "choose_option" and parsed.option is not None:
             offered = turn.state.get("options") or []
