@@ -215,16 +215,25 @@ async def stream(
     is_disconnected: Callable[[], Awaitable[bool]],
     *,
     keepalive: float = KEEPALIVE_SECONDS,
+    poll: float = 1.0,
 ) -> AsyncIterator[str]:
-    """The text/event-stream body: one `event:` per notice, a comment every `keepalive` seconds."""
+    """The text/event-stream body: one `event:` per notice, a comment every `keepalive` seconds.
+
+    The browser leaving is noticed within `poll` seconds (nothing tells a streaming response sooner),
+    so the subscriber is dropped and the server can shut down without waiting for a keep-alive."""
     try:
         yield "retry: 3000\n: connected\n\n"
+        quiet = 0.0
         while not await is_disconnected():
             try:
-                notice = await asyncio.wait_for(subscriber.queue.get(), keepalive)
+                notice = await asyncio.wait_for(subscriber.queue.get(), min(poll, keepalive))
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                quiet += min(poll, keepalive)
+                if quiet >= keepalive:
+                    quiet = 0.0
+                    yield ": keep-alive\n\n"
                 continue
+            quiet = 0.0
             yield f"event: {notice['kind']}\ndata: {json.dumps(notice)}\n\n"
     finally:
         live.unsubscribe(subscriber)

@@ -110,7 +110,14 @@ def served(tmp_path: Path, sqlite_template: Path) -> Iterator[Served]:
     )
     asyncio.run(_seed(settings))
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -238,3 +245,48 @@ def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_b
     assert response is not None and response.status == 404
     assert "this is Ana" not in page.content()
     other.close()
+
+
+def test_the_event_stream_of_an_agent_carries_only_their_retailers_notices(served):
+    """Two agents listen on /console/events; a recipient of the first retailer writes over SMS."""
+    import queue
+
+    def listen(email: str, out: queue.Queue) -> httpx.Client:
+        client = httpx.Client(base_url=served.url, timeout=httpx.Timeout(30, read=None))
+        signed = client.post("/console/login", data={"email": email, "password": PASSWORD})
+        assert signed.status_code == 303
+
+        def read() -> None:
+            try:
+                with client.stream("GET", "/console/events") as stream:
+                    for line in stream.iter_lines():
+                        out.put(line)
+            except (httpx.HTTPError, RuntimeError):
+                pass  # the client closed at the end of the test
+
+        threading.Thread(target=read, daemon=True).start()
+        return client
+
+    acme_lines: queue.Queue = queue.Queue()
+    globex_lines: queue.Queue = queue.Queue()
+    clients = [listen("ana@acme.test", acme_lines), listen("gus@globex.test", globex_lines)]
+    for lines in (acme_lines, globex_lines):
+        assert wait_for(lambda lines=lines: not lines.empty(), "the stream to open")
+    assert served.post_sms("Where is my parcel?", "SM" + "3" * 32).status_code == 200
+
+    def events(lines: queue.Queue) -> list[str]:
+        found = []
+        while not lines.empty():
+            line = lines.get()
+            if line.startswith("data: "):
+                found.append(line)
+        return found
+
+    received: list[str] = []
+    wait_for(lambda: received.extend(events(acme_lines)) or received, "the acme agent's notice")
+    assert any('"MessageReceived"' in line for line in received)
+    assert all("Where is my parcel" not in line for line in received)  # ids only, never the text
+    time.sleep(1.0)
+    assert events(globex_lines) == []
+    for client in clients:
+        client.close()
