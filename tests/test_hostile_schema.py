@@ -22,7 +22,7 @@ from scheduling.plans import import_plan
 from tests.conftest import make_tenant
 from tests.plans import small_plan
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 15
 
 
 async def _seed(url: str) -> dict[str, str]:
