@@ -102,3 +102,25 @@ class TestKeywords:
     )
     def test_sentences_that_contain_a_keyword_are_not_keywords(self, text):
         assert match(text) is None
+
+
+class TestCatalogueCompleteness:
+    def test_every_string_the_bot_says_is_translated_in_french_and_spanish(self):
+        from babel.messages.extract import extract_from_dir
+        from babel.messages.pofile import read_po
+
+        from core.config import ROOT
+
+        said = {
+            message
+            for _, _, message, _, _ in extract_from_dir(
+                str(ROOT / "bot"), method_map=[("**.py", "python")], keywords={"_": None}
+            )
+            if isinstance(message, str)
+        }
+        assert len(said) > 50
+        for locale in ("fr_CA", "es"):
+            with (ROOT / "locales" / locale / "LC_MESSAGES" / "messages.po").open("rb") as fp:
+                catalogue = read_po(fp)
+            translated = {m.id for m in catalogue if m.id and m.string and not m.fuzzy}
+            assert said <= translated, f"{locale} lacks {sorted(said - translated)}"
