@@ -36,6 +36,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
     Update,
 )
+from aiogram.utils.token import TokenValidationError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -237,9 +238,17 @@ def build_runtime(settings: Settings, handle: Handle) -> TelegramRuntime:
     return TelegramRuntime(bot=bot, dispatcher=dispatcher, sender=TelegramSender(bot))
 
 
-async def start_telegram(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
-    """Starter for app.state.starters: builds the bot and registers the sender; closes it at shutdown."""
-    runtime = build_runtime(ctx.settings, engine_handle(ctx))
+async def start_telegram(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]] | None:
+    """Starter for app.state.starters: builds the bot and registers the sender; closes it at shutdown.
+
+    A malformed TELEGRAM_BOT_TOKEN leaves the channel off (the webhook answers 503) rather than
+    keeping the whole app, and its other channels, from starting.
+    """
+    try:
+        runtime = build_runtime(app.state.settings, engine_handle(ctx))
+    except TokenValidationError:
+        log.error("telegram_disabled", reason="TELEGRAM_BOT_TOKEN is not a bot token (digits:secret)")
+        return None
     ctx.components["telegram"] = runtime
     senders(ctx)[Channel.telegram] = runtime.sender
     register_rate_limit(ctx, Channel.telegram, telegram_limits)
@@ -261,7 +270,7 @@ def build_webhook_router() -> APIRouter:
     @router.post("/webhooks/telegram", summary="Telegram Bot API webhook")
     async def telegram_webhook(request: Request) -> JSONResponse:
         ctx: AppContext = request.app.state.ctx
-        if not secret_matches(request.headers.get(SECRET_HEADER), ctx.settings):
+        if not secret_matches(request.headers.get(SECRET_HEADER), request.app.state.settings):
             log.warning("telegram_webhook_refused", reason="secret token")
             return JSONResponse({"detail": "bad or missing secret token"}, status_code=403)
         runtime: TelegramRuntime | None = ctx.components.get("telegram")

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from httpx import AsyncClient
+from pydantic import SecretStr
 
 from app import create_app
 from bot.messages import InboundMessage
@@ -96,6 +97,12 @@ class TestTextMessages:
         again = await client.post("/webhooks/telegram", json=update, headers=signed())
         assert (first.status_code, again.status_code) == (200, 200)
         assert len(engine.received) == 1
+
+    async def test_update_kinds_the_bot_does_not_use_are_acknowledged_and_ignored(self, client, engine):
+        edited = message_update("typo fixed")
+        edited["edited_message"] = edited.pop("message")
+        assert (await client.post("/webhooks/telegram", json=edited, headers=signed())).status_code == 200
+        assert engine.received == []
 
     async def test_messages_in_groups_are_ignored(self, client, engine):
         update = message_update("hi all", chat_id=-100123, chat_type="supergroup")
@@ -213,3 +220,19 @@ class TestRegisteringTheWebhook:
             "secret_token": WEBHOOK_SECRET,
             "allowed_updates": ["message", "callback_query"],
         }
+
+
+class TestAMalformedToken:
+    async def test_the_app_starts_without_telegram_and_the_webhook_says_so(self, settings, ctx):
+        from httpx import ASGITransport
+
+        broken = settings.model_copy(update={"telegram_bot_token": SecretStr("not-a-token")})
+        app = create_app(broken, ctx=ctx)
+        async with (
+            app.router.lifespan_context(app),
+            AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+        ):
+            assert (await http.get("/healthz")).status_code == 200
+            response = await http.post("/webhooks/telegram", json=message_update(), headers=signed())
+            assert response.status_code == 503
+            assert Channel.telegram not in ctx.components.get("senders", {})
