@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import or_, update
@@ -113,6 +115,24 @@ def verify(secret: str, header: str, body: bytes, *, now: datetime, tolerance_se
     return hmac.compare_digest(sign(secret, timestamp, body), header)
 
 
+async def allowed_url(url: str, *, production: bool) -> bool:
+    """A retailer's URL may not point the server at itself or its private network (SSRF): in
+    production it must be https and resolve only to public addresses."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return False
+    if not production:
+        return True
+    if parts.scheme != "https":
+        return False
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
+    except OSError:
+        return False
+    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+    return bool(addresses) and all(a.is_global for a in addresses)
+
+
 class ChangeWebhookPusher:
     """Pushes each retailer's pending changes, oldest first; a failing change holds back later ones."""
 
@@ -158,8 +178,8 @@ class ChangeWebhookPusher:
     async def _push_retailer(self, retailer_id: int, settings: dict[str, Any]) -> int:
         url = str(settings["change_webhook_url"])
         secret = str(settings.get("change_webhook_secret") or "")
-        if not secret or not url.startswith(("https://", "http://")):
-            log.warning("change_webhook_misconfigured", retailer_id=retailer_id)
+        if not secret or not await allowed_url(url, production=self.ctx.settings.environment == "production"):
+            log.warning("change_webhook_refused_url", retailer_id=retailer_id)
             return 0
         now = self.ctx.clock()
         async with self.ctx.uow() as uow:

@@ -193,3 +193,19 @@ class TestTheWebhook:
         finally:
             await stop()
         assert json.loads(receiver.requests[0][1])["kind"] == "note"
+
+
+class TestWebhookUrls:
+    async def test_production_refuses_plain_http_and_private_or_loopback_addresses(self):
+        from scheduling.changelog import allowed_url
+
+        assert await allowed_url("http://127.0.0.1:9/x", production=False)
+        for url in (
+            "http://example.com/x",
+            "https://127.0.0.1/x",
+            "https://10.0.0.5/x",
+            "https://[::1]/x",
+            "ftp://a/b",
+        ):
+            assert not await allowed_url(url, production=True), url
+        assert not await allowed_url("javascript:alert(1)", production=False)
