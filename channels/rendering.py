@@ -10,7 +10,7 @@ message without one is refused here rather than left for Twilio to fail with 630
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -19,7 +19,7 @@ from bot.messages import CAPABILITIES, Option
 from core import sms
 from core.models import Channel
 
-SMS_MAX_CHARS = 1600  # Twilio refuses longer bodies (21617)
+TWILIO_MAX_CHARS = 1600  # Twilio refuses longer bodies, SMS or WhatsApp (21617)
 WHATSAPP_WINDOW = timedelta(hours=CAPABILITIES[Channel.whatsapp].messaging_window_hours or 24)
 WHATSAPP_MAX_QUICK_REPLIES = CAPABILITIES[Channel.whatsapp].max_buttons
 OUTSIDE_WINDOW = "outside 24h window, no approved template (63016)"
@@ -66,6 +66,24 @@ def with_numbered_options(text: str, options: Sequence[Option], locale: str) -> 
     return f"{text}\n{lines}" if text else lines
 
 
+def fit(
+    text: str,
+    options: Sequence[Option],
+    locale: str,
+    transform: Callable[[str], str] = str,
+    limit: int = TWILIO_MAX_CHARS,
+) -> str:
+    """Text and numbered options, transformed, within Twilio's limit: the text is cut, never the options."""
+    body = transform(with_numbered_options(text, options, locale))
+    if len(body) <= limit:
+        return body
+    tail = transform("\n" + "\n".join(numbered_lines(options, locale))) if options else ""
+    keep = limit - len(tail) - 3
+    if keep < 1:
+        raise RenderError("the options alone exceed the 1,600 characters Twilio accepts")
+    return transform(text)[:keep].rstrip() + "..." + tail
+
+
 # --- SMS -----------------------------------------------------------------------------------------
 
 
@@ -80,14 +98,7 @@ def render_sms(
     text: str, options: Sequence[Option | Mapping[str, str]] = (), locale: str = "en"
 ) -> SmsRendering:
     """Numbered options, GSM-7 where a plain character means the same, cut to Twilio's 1,600."""
-    opts = as_options(options)
-    body = sms.plain(with_numbered_options(text, opts, locale))
-    if len(body) > SMS_MAX_CHARS:
-        tail = sms.plain("\n" + "\n".join(numbered_lines(opts, locale))) if opts else ""
-        keep = SMS_MAX_CHARS - len(tail) - 3
-        if keep < 1:
-            raise RenderError("the options alone exceed the 1,600 characters of an SMS")
-        body = sms.plain(text)[:keep].rstrip() + "..." + tail
+    body = fit(text, as_options(options), locale, sms.plain)
     cost = sms.cost(body)
     return SmsRendering(body=body, encoding=cost.encoding, segments=cost.segments)
 
@@ -194,7 +205,7 @@ def render_whatsapp(
         buttons = quick_reply_content(settings, text, opts)
         if buttons is not None:
             return buttons
-    return WhatsAppRendering(kind="text", body=with_numbered_options(text, opts, locale))
+    return WhatsAppRendering(kind="text", body=fit(text, opts, locale))
 
 
 # --- previews (the web sandbox shows what each channel would send) -------------------------------

@@ -148,6 +148,7 @@ class SendContext:
     locale: str
     retailer_settings: dict[str, Any]
     last_inbound_at: datetime | None
+    messages_per_second: float  # the sending number's pace
 
 
 class TwilioSender:
@@ -193,9 +194,8 @@ class TwilioSender:
         except rendering.RenderError as exc:
             raise PermanentSendError(str(exc)) from exc
 
-        await rate_limiter(self.ctx).acquire_or_raise(
-            [Limit(f"twilio:{from_}", self.settings.twilio_messages_per_second)]
-        )
+        pace = info.messages_per_second
+        await rate_limiter(self.ctx).acquire_or_raise([Limit(f"twilio:{from_}", pace, burst=max(1.0, pace))])
         if message.uncertain_since is not None:
             sid = await self._already_sent(to, from_, message.uncertain_since, fields.get("body"))
             if sid is not None:
@@ -273,12 +273,25 @@ class TwilioSender:
                 or (retailer.default_locale if retailer is not None else None)
                 or "en"
             )
+            rate = self.settings.twilio_messages_per_second
+            if retailer is not None and own and from_number == own:
+                rate = _positive(retailer.settings.get("twilio_messages_per_second"), rate)
             return SendContext(
+                messages_per_second=rate,
                 from_number=from_number,
                 locale=locale,
                 retailer_settings=dict(retailer.settings) if retailer is not None else {},
                 last_inbound_at=max(last_inbound) if last_inbound else None,
             )
+
+
+def _positive(value: Any, default: float) -> float:
+    """A retailer's setting as a positive number, or the default when it is missing or nonsense."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if number > 0 else default
 
 
 # --- webhooks ------------------------------------------------------------------------------------------
@@ -436,6 +449,7 @@ def build_router(settings: Settings) -> APIRouter:
 async def start_twilio(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
     """Starter for app.py: the Twilio client and the SMS/WhatsApp senders for the outbox worker."""
     client, http = build_client(ctx.settings)
+    _ = client.messages  # twilio imports its API modules on first use: do it now, not in the first send
     sender = TwilioSender(ctx, client)
     registry = senders(ctx)
     registry[Channel.sms] = sender

@@ -135,3 +135,13 @@ class TestPreview:
     def test_there_is_no_sms_preview_for_telegram(self):
         with pytest.raises(ValueError):
             preview(Channel.telegram, "Hi")
+
+
+class TestLength:
+    def test_a_long_whatsapp_text_is_cut_to_twilios_limit_but_keeps_its_options(self):
+        rendered = render_whatsapp("y" * 3000, OPTIONS, window_open=True)
+        assert len(rendered.body) == 1600 and rendered.body.endswith("Reply 3 for A person")
+
+    def test_an_sms_whose_ellipses_grow_when_made_plain_still_fits(self):
+        rendered = render_sms("…" * 1000)
+        assert len(rendered.body) <= 1600 and rendered.encoding == "GSM-7"

@@ -47,7 +47,7 @@ async def twilio_api() -> AsyncIterator[FakeTwilioApi]:
 @pytest.fixture
 def settings(database_url: str, twilio_api: FakeTwilioApi) -> Settings:
     return twilio_settings(
-        database_url, twilio_api.base_url, twilio_timeout_seconds=0.3, outbox_max_attempts=4
+        database_url, twilio_api.base_url, twilio_timeout_seconds=1.0, outbox_max_attempts=4
     )
 
 
@@ -171,7 +171,7 @@ class TestRetries:
     async def test_a_timeout_after_twilio_accepted_is_not_sent_twice(
         self, app_ctx: AppContext, twilio_api: FakeTwilioApi
     ):
-        twilio_api.hang_next(0.6, accept=True)
+        twilio_api.hang_next(1.3, accept=True)
         row_id = await put(app_ctx)
         await drain(app_ctx)
         assert len(twilio_api.messages) == 1  # the second attempt asked Twilio first
@@ -202,7 +202,7 @@ class TestRetries:
     async def test_a_timeout_before_twilio_accepted_is_sent_again(
         self, app_ctx: AppContext, twilio_api: FakeTwilioApi
     ):
-        twilio_api.hang_next(0.6, accept=False)
+        twilio_api.hang_next(1.3, accept=False)
         row_id = await put(app_ctx)
         await drain(app_ctx)
         assert len(twilio_api.messages) == 1
@@ -235,6 +235,18 @@ class TestRateLimits:
         ]
         assert [r.attempts for r in rows if r.status == OutboxStatus.pending] == [0, 0]
         assert (await row_of(app_ctx, other)).status == OutboxStatus.queued
+
+    async def test_a_retailers_own_short_code_or_pool_gets_its_own_pace(
+        self, settings: Settings, app_ctx: AppContext, twilio_api: FakeTwilioApi
+    ):
+        settings.twilio_messages_per_second = 1.0
+        tenant = await make_tenant(
+            app_ctx, "fast", sms_from="+15145550199", settings={"twilio_messages_per_second": 100}
+        )
+        for i in range(3):
+            await put(app_ctx, key=f"f{i}", retailer_id=tenant.retailer_id, to_address=f"+1416555011{i}")
+        report = await drain(app_ctx)
+        assert (report.sent, report.deferred) == (3, 0)
 
 
 class TestFakeIsStrict:
