@@ -89,17 +89,24 @@ def keyboard_rows(buttons: list[InlineButton]) -> list[list[InlineButton]]:
 def render(
     text: str, options: Iterable[Mapping[str, str]], request_contact: bool = False
 ) -> TelegramRendering:
-    """Options are `{"label", "payload"}` mappings (as stored in the outbox)."""
-    buttons: list[InlineButton] = []
+    """Options are `{"label", "payload"}` mappings (as stored in the outbox).
+
+    A message carries one keyboard: with a contact request it is the reply keyboard, and any other
+    options become numbered lines (the engine reads "2" as the second option offered).
+    """
+    buttons: list[tuple[int, InlineButton]] = []
     contact_label: str | None = None
-    for option in options:
+    for number, option in enumerate(options, start=1):
         if option.get("payload") == REQUEST_CONTACT_PAYLOAD:
             contact_label = option.get("label") or "📱"
             continue
-        buttons.append(InlineButton(option["label"], check_callback_data(option["payload"])))
+        buttons.append((number, InlineButton(option["label"], check_callback_data(option["payload"]))))
     if request_contact and contact_label is None:
         contact_label = "📱"
-    return TelegramRendering(format_html(text), keyboard_rows(buttons), contact_label)
+    if contact_label is not None and buttons:
+        text = text + "\n" + "\n".join(f"{number}. {button.text}" for number, button in buttons)
+        buttons = []
+    return TelegramRendering(format_html(text), keyboard_rows([b for _, b in buttons]), contact_label)
 
 
 def parse_start_token(text: str) -> str | None:

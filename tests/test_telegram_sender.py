@@ -164,6 +164,13 @@ class TestRendering:
             ["Talk to a person, please"],
         ]
 
+    def test_with_a_contact_request_other_options_become_numbered_lines(self):
+        options = [{"label": "Share my number", "payload": REQUEST_CONTACT_PAYLOAD}, OPTIONS[2]]
+        rendering = render("Who are you?", options)
+        assert rendering.contact_button == "Share my number"
+        assert rendering.inline_keyboard == []
+        assert rendering.html == "Who are you?\n2. Talk to a person, please"
+
     def test_html_is_escaped_even_inside_bold_markers(self):
         assert format_html("**<i>**") == "<b>&lt;i&gt;</b>"
 
