@@ -99,17 +99,25 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status_holder = {"status": 500}
         seen = 0
+        overflowed = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
+                    overflowed = True
                     raise BodyTooLarge
             return message
 
         async def send_with_id(message: Message) -> None:
+            if overflowed:
+                # the app turned our BodyTooLarge into its own error (FastAPI answers 400): say 413
+                if message["type"] == "http.response.start":
+                    await _plain(send, 413, b'{"detail":"request body too large"}', request_id)
+                    status_holder["status"] = 413
+                return
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
@@ -119,8 +127,9 @@ class EdgeMiddleware:
         try:
             await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge:
-            await _plain(send, 413, b'{"detail":"request body too large"}', request_id)
-            status_holder["status"] = 413
+            if status_holder["status"] != 413:
+                await _plain(send, 413, b'{"detail":"request body too large"}', request_id)
+                status_holder["status"] = 413
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

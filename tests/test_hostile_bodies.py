@@ -1,0 +1,115 @@
+"""Oversized, malformed and hostile bodies get a 4xx on every route that takes one; a database that
+cannot be reached gets a clean 503 with a reason."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import exc as sa_exc
+
+from app import build_context, create_app
+from core.resilience import is_database_outage
+
+BODY_METHODS = ("post", "put", "patch")
+
+
+async def body_routes(client) -> list[tuple[str, str]]:
+    spec = (await client.get("/openapi.json")).json()
+    routes = []
+    for path, operations in spec["paths"].items():
+        for method in operations:
+            if method in BODY_METHODS:
+                concrete = path
+                for name in ("plan_id", "route_id"):
+                    concrete = concrete.replace("{" + name + "}", "1")
+                for name, value in (("tracking", "T001"), ("event", "window_assigned"), ("locale", "en")):
+                    concrete = concrete.replace("{" + name + "}", value)
+                routes.append((method, concrete.replace("{channel}", "sms")))
+    return routes
+
+
+MALFORMED = {
+    "broken json": (b"{not json", "application/json"),
+    "not utf-8": (b'{"a": "\xff\xfe"}', "application/json"),
+    "deeply nested": (b"[" * 50_000 + b"]" * 50_000, "application/json"),
+    "huge number": (b'{"id": 1' + b"0" * 5000 + b"}", "application/json"),
+    "wrong type": (b"[1, 2, 3]", "application/json"),
+    "plain text": (b"hello", "text/plain"),
+    "form junk": (b"a=%ZZ&&&=", "application/x-www-form-urlencoded"),
+}
+
+
+class TestHostileBodies:
+    async def test_every_route_with_a_body_answers_malformed_input_with_a_4xx(self, client, acme):
+        routes = await body_routes(client)
+        assert len(routes) >= 5
+        failures = []
+        for method, path in routes:
+            for name, (content, content_type) in MALFORMED.items():
+                response = await client.request(
+                    method.upper(),
+                    path,
+                    content=content,
+                    headers={**acme.headers, "content-type": content_type},
+                )
+                if not 400 <= response.status_code < 500:
+                    failures.append(f"{method.upper()} {path} [{name}] -> {response.status_code}")
+        assert not failures, "\n".join(failures)
+
+    async def test_an_oversized_body_without_a_length_is_cut_off_with_413(self, client, acme):
+        async def chunks():
+            for _ in range(40):
+                yield b"x" * 65_536  # 2.5 MB, streamed without Content-Length
+
+        response = await client.post(
+            "/api/v1/plans", content=chunks(), headers={**acme.headers, "content-type": "application/json"}
+        )
+        assert response.status_code == 413
+
+    async def test_a_lying_content_length_is_refused(self, client, acme):
+        response = await client.post(
+            "/api/v1/plans", content=b"{}", headers={**acme.headers, "content-length": "-1"}
+        )
+        assert 400 <= response.status_code < 500
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class TestDatabaseOutage:
+    async def test_an_unreachable_database_gets_503_with_a_reason_and_retry_after(self, settings, tmp_path):
+        if settings.is_sqlite:
+            unreachable = f"sqlite:///{tmp_path}/missing-dir/../../"  # a directory, not a database file
+        else:
+            unreachable = f"postgresql://postgres@127.0.0.1:{closed_port()}/nowhere"
+        ctx = build_context(settings.model_copy(update={"database_url": unreachable}))
+        app = create_app(settings, ctx=ctx)  # migrations run against the real database; requests do not
+        async with (
+            app.router.lifespan_context(app),
+            AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+        ):
+            response = await http.get("/api/v1/plans/1", headers={"Authorization": "Bearer dsk_anything"})
+            assert (await http.get("/healthz")).status_code == 200
+        await ctx.engine.dispose()
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("database unavailable")
+        assert response.headers["retry-after"] == "2"
+
+    def test_a_query_bug_is_not_mistaken_for_an_outage(self):
+        integrity = sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key value"))
+        assert not is_database_outage(integrity)
+        assert is_database_outage(sa_exc.OperationalError("SELECT 1", {}, ConnectionRefusedError()))
+        assert is_database_outage(ConnectionRefusedError())
+
+    @pytest.mark.parametrize("status", [503])
+    def test_the_503_is_documented_by_its_body(self, status):
+        from core.resilience import database_unavailable_response
+
+        response = database_unavailable_response()
+        assert response.status_code == status and b"try again" in response.body
