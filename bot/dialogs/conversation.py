@@ -172,6 +172,9 @@ class Dialogs:
         if intent == "identify":
             self.unlinked(turn)
             return
+        if intent in ("stop", "start", "help"):  # said in a sentence ("please stop texting me")
+            await self.keyword(turn, Keyword(intent), None)
+            return
         if intent == "change_language" and parsed.target_language:
             self.change_language(turn, parsed.target_language)
             return
@@ -245,8 +248,6 @@ class Dialogs:
         elif intent == "greeting":
             self.greet(turn)
             await changes.status(turn, delivery)
-        elif intent in ("stop", "start", "help"):
-            await self.keyword(turn, Keyword(intent), None)
         else:
             await self.not_understood(turn, parsed)
 
