@@ -17,7 +17,7 @@ from bot.dialogs import changes
 from bot.dialogs.turn import MENU_INTENTS, Parsed, Turn
 from bot.events import RecipientOptedIn, RecipientOptedOut
 from bot.handoff import request_person
-from bot.i18n import Speaker, normalize_locale
+from bot.i18n import SUPPORTED, Speaker, normalize_locale
 from bot.keywords import Keyword
 from core.consent import set_opt_out
 from core.logging import get_logger
@@ -33,6 +33,8 @@ MAX_VERIFY_ATTEMPTS = 3
 LANGUAGE_NEUTRAL = {"choose_option", "choose", "stale", "unknown"}
 # A request worth carrying over while we first ask who is writing or which delivery it is about.
 DEFERRABLE = {"where_is_parcel", "reschedule", "redirect_pickup", "white_glove", "instructions"}
+# Each language named in itself, so anyone can find theirs.
+LANGUAGE_NAMES = {"en": "English", "fr_CA": "Français", "es": "Español"}
 CONTACT_PAYLOAD = "share_contact"  # channels/telegram_format: a "share my phone number" button
 
 
@@ -151,6 +153,8 @@ class Dialogs:
     def from_payload(self, turn: Turn, payload: str) -> Parsed:
         if payload in MENU_INTENTS:
             return Parsed(MENU_INTENTS[payload])
+        if payload.startswith("lang:") and payload[5:] in SUPPORTED:
+            return Parsed("change_language", target_language=payload[5:])
         if payload == CONTACT_PAYLOAD:  # "1" after the share-your-number prompt: that is a keyboard button
             return Parsed("identify")
         if payload in (turn.state.get("offers") or {}):
@@ -175,8 +179,15 @@ class Dialogs:
         if intent in ("stop", "start", "help"):  # said in a sentence ("please stop texting me")
             await self.keyword(turn, Keyword(intent), None)
             return
-        if intent == "change_language" and parsed.target_language:
-            self.change_language(turn, parsed.target_language)
+        if intent == "change_language":
+            if parsed.target_language:
+                self.change_language(turn, parsed.target_language)
+            else:
+                turn.say(
+                    turn._("Which language would you like?"),
+                    [turn.option(name, f"lang:{code}") for code, name in LANGUAGE_NAMES.items()],
+                    kind="language.ask",
+                )
             return
         if intent == "thanks":
             turn.say(turn._("You're welcome! Write here anytime."), kind="thanks")
