@@ -121,6 +121,30 @@ def agent_writes(database_url: str, session_id: str, text: str) -> None:
     engine.dispose()
 
 
+def notify_by_sms(database_url: str, recipient_id: int, text: str) -> None:
+    """What the notifications do: an outbox row on another channel, here one the provider refused."""
+    from sqlmodel import Session
+
+    from core.db import make_sync_engine
+    from core.models import Channel, OutboxMessage, OutboxStatus
+
+    engine = make_sync_engine(database_url)
+    with Session(engine) as db:
+        db.add(
+            OutboxMessage(
+                channel=Channel.sms,
+                to_address="+15145550199",
+                body=text,
+                idempotency_key=f"browser-test:{recipient_id}",
+                recipient_id=recipient_id,
+                status=OutboxStatus.failed,
+                last_error="21614: 'To' number is not a valid mobile number",
+            )
+        )
+        db.commit()
+    engine.dispose()
+
+
 def bot_replies(page: Any) -> int:
     return int(page.locator(".msg.bot").count())
 
@@ -178,6 +202,12 @@ class TestANewcomerInTheSandbox:
         assert "segment" in previews.locator(".preview.sms").inner_text()
         assert previews.locator(".preview.whatsapp").count() == 1
         assert previews.locator(".preview.telegram .kbd-row span").count() >= 2
+        # what the recipient received on other channels shows up by itself, with its status
+        session_id = page.evaluate("sessionStorage.getItem('doorstep.sandbox.session')")
+        notify_by_sms(sandbox.database_url, int(session_id.split("_")[1]), "Votre colis arrive demain.")
+        page.wait_for_selector("#notifications .note", timeout=15_000)
+        note = page.inner_text("#notifications .note")
+        assert "SMS" in note and "failed" in note and "Votre colis arrive demain." in note and "21614" in note
         page.screenshot(path=str(tmp_path / "sandbox-desktop.png"), full_page=True)
         print(f"\nscreenshot: {tmp_path / 'sandbox-desktop.png'}")
         assert page.locator("#status").is_hidden()
