@@ -31,6 +31,7 @@ from console.rendering import templates
 from core.context import AppContext
 from core.logging import get_logger
 from core.models import Membership, Retailer, Role, User, WebSession
+from core.redis import REDIS_ERRORS, shared_redis
 from core.web import get_ctx
 
 log = get_logger("doorstep.console.auth")
@@ -267,10 +268,37 @@ class RedisFailureCounter:
         await self.redis.delete(self._key(key))
 
 
+class SharedFailureCounter:
+    """Redis when it answers (limits hold across app processes), this process's memory otherwise."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.memory = MemoryFailureCounter()
+
+    async def _call(self, method: str, key: str) -> Any:
+        redis = shared_redis(self.ctx)
+        if redis.available and redis.client is not None:
+            try:
+                return await getattr(RedisFailureCounter(redis.client), method)(key)
+            except REDIS_ERRORS as exc:
+                redis.mark_down(exc)
+        return await getattr(self.memory, method)(key)
+
+    async def failures(self, key: str) -> int:
+        count: int = await self._call("failures", key)
+        return count
+
+    async def record_failure(self, key: str) -> None:
+        await self._call("record_failure", key)
+
+    async def clear(self, key: str) -> None:
+        await self._call("clear", key)
+
+
 def failure_counter(ctx: AppContext) -> FailureCounter:
     counter: FailureCounter | None = ctx.components.get("console.signin_failures")
     if counter is None:
-        counter = MemoryFailureCounter()
+        counter = SharedFailureCounter(ctx)
         ctx.components["console.signin_failures"] = counter
     return counter
 
@@ -303,6 +331,11 @@ async def sign_in(ctx: AppContext, email: str, password: str, client: str) -> tu
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
             uow.session.add(user)
+        await uow.session.exec(
+            delete(WebSession).where(
+                col(WebSession.user_id) == user.id, col(WebSession.expires_at) <= ctx.clock()
+            )
+        )
         token, csrf = await open_session(uow.session, user.id, ctx.clock())
         await uow.commit()
         log.info("console_signed_in", user_id=user.id)

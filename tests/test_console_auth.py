@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 from sqlmodel import select
 
 from console.auth import SESSION_COOKIE, hash_token, verify_password
@@ -115,6 +118,9 @@ class TestSessions:
             uow.session.add(web_session)
             await uow.commit()
         assert (await client.get("/console/me")).status_code == 401
+        await sign_in(client, "ana@acme.test")  # signing in again sweeps the expired session away
+        async with ctx.uow() as uow:
+            assert len((await uow.session.exec(select(WebSession))).all()) == 1
 
 
 class TestCsrf:
@@ -181,3 +187,53 @@ class TestUserCommand:
         given = ["user", "create", "cy@acme.test", "--role", "retailer_admin", "--retailer", "acme"]
         assert main([*given, "--password", "long enough secret"]) == 0
         assert "password" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+class TestSharedLimits:
+    async def test_failed_sign_ins_are_counted_in_redis_so_every_process_sees_them(self):
+        import redis.asyncio as aioredis
+
+        from console.auth import SharedFailureCounter
+        from core.redis import COMPONENT, SharedRedis
+
+        url = "redis://127.0.0.1:6379/0"
+        probe = aioredis.from_url(url, socket_connect_timeout=0.5)
+        try:
+            await probe.ping()
+        except Exception:
+            print(f"\nSKIP shared sign-in limits: no Redis at {url}")
+            pytest.skip(f"no Redis at {url}")
+        finally:
+            await probe.aclose()
+
+        class Process:
+            def __init__(self):
+                self.components = {COMPONENT: SharedRedis(url)}
+
+        first, second = Process(), Process()
+        for process in (first, second):
+            await process.components[COMPONENT].start()
+        key = f"email:test-{uuid.uuid4().hex}@acme.test"
+        try:
+            await SharedFailureCounter(first).record_failure(key)
+            await SharedFailureCounter(first).record_failure(key)
+            assert await SharedFailureCounter(second).failures(key) == 2
+            await SharedFailureCounter(second).clear(key)
+            assert await SharedFailureCounter(first).failures(key) == 0
+        finally:
+            for process in (first, second):
+                await process.components[COMPONENT].stop()
+
+    def test_the_session_cookie_is_secure_when_the_public_url_is_https(self):
+        from fastapi.responses import Response
+
+        from console.auth import set_session_cookie
+        from core.config import Settings
+
+        class Context:
+            settings = Settings(public_url="https://doorstep.example", _env_file=None)
+
+        response = Response()
+        set_session_cookie(response, Context(), "token")
+        cookie = response.headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
