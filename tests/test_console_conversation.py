@@ -258,3 +258,51 @@ class TestActingOnTheDelivery:
             assert (await uow.session.get(Delivery, delivery.id)).instructions == "Ring twice"
             change = (await uow.session.exec(select(ChangeLog).where(ChangeLog.actor == Author.agent))).one()
             assert change.actor_id == "ana@acme.test"
+
+    async def test_an_agent_redirects_to_a_pickup_point_the_service_offers(self, client, ctx, acme_agent):
+        conversation = await seed_conversation(ctx, acme_agent.retailer_id, "A002")
+        signed = await sign_in(client, "ana@acme.test")
+        page = await client.get(f"/console/conversations/{conversation}")
+        points = re.findall(r'name="pickup_point_id" value="(\d+)"', page.text)
+        assert points, "the scheduling service offers pickup points"
+        async with ctx.uow() as uow:
+            delivery = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "A002"))).one()
+        response = await client.post(
+            f"/console/conversations/{conversation}/deliveries/{delivery.id}/redirect",
+            data={"pickup_point_id": points[0], "csrf_token": signed.csrf},
+        )
+        assert response.status_code == 303, response.text
+        async with ctx.uow() as uow:
+            moved = await uow.session.get(Delivery, delivery.id)
+            assert moved.pickup_point_id == int(points[0])
+            change = (
+                await uow.session.exec(
+                    select(ChangeLog).where(
+                        ChangeLog.delivery_id == delivery.id, ChangeLog.actor == Author.agent
+                    )
+                )
+            ).one()
+            assert change.actor_id == "ana@acme.test" and change.channel == "console"
+
+    async def test_an_agent_books_a_white_glove_slot_for_a_delivery_that_needs_one(
+        self, client, ctx, acme_agent
+    ):
+        conversation = await seed_conversation(ctx, acme_agent.retailer_id, "A005")
+        signed = await sign_in(client, "ana@acme.test")
+        page = await client.get(f"/console/conversations/{conversation}")
+        assert 'id="act-white-glove"' in page.text
+        slots = re.findall(r'action="[^"]+/white-glove">.*?</form>', page.text, flags=re.S)
+        windows = re.findall(r'name="window" value="([^"]+)"', slots[0])
+        assert windows, "the scheduling service offers crew slots"
+        async with ctx.uow() as uow:
+            delivery = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "A005"))).one()
+        response = await client.post(
+            f"/console/conversations/{conversation}/deliveries/{delivery.id}/white-glove",
+            data={"window": windows[0], "csrf_token": signed.csrf},
+        )
+        assert response.status_code == 303, response.text
+        async with ctx.uow() as uow:
+            booked = await uow.session.get(Delivery, delivery.id)
+            assert (
+                f"{booked.white_glove_start.isoformat()}|{booked.white_glove_end.isoformat()}" == windows[0]
+            )
