@@ -662,7 +662,7 @@ async def _move(
             stop = None
         fresh.plan_id, fresh.day, fresh.status = None, day, DeliveryStatus.pooled
     fresh.window_start, fresh.window_end = start, end
-    if white_glove:
+    if white_glove or fresh.white_glove_start is not None:  # the setup slot follows the window
         fresh.white_glove, fresh.service_seconds = True, service
         fresh.white_glove_start, fresh.white_glove_end = start, end
     fresh.updated_at = now
@@ -911,12 +911,8 @@ async def cancel_delivery(
     fresh = locked.delivery
     if fresh.status not in (*CHANGEABLE, DeliveryStatus.redirected):
         raise DeliveryNotChangeable(f"a delivery that is {fresh.status} cannot be cancelled")
-    _check_changeable(
-        fresh
-        if fresh.status != DeliveryStatus.redirected
-        else Delivery(retailer_id=0, tracking="", day=fresh.day),
-        locked.stop,
-    )
+    if locked.stop is not None and locked.stop.status in (StopStatus.arrived, StopStatus.done):
+        raise DeliveryNotChangeable("the driver has already reached this stop")
     before = _snapshot(fresh, locked.stop)
     changed: dict[int, dict[int, RouteState]] = {}
     await _release_pool_place(session, fresh)

@@ -110,3 +110,19 @@ class TestBookingSetup:
         )
         assert sorted(r.status_code for r in responses) == [200, 409]
         assert await violations(ctx) == []
+
+    async def test_rescheduling_a_booked_setup_moves_its_slot_and_keeps_it_on_a_crew(self, client, acme, ctx):
+        await import_plan(client, acme, small_plan())
+        crew = await crew_id(client, acme)
+        booked = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 10)}, headers=acme.headers
+        )
+        assert booked.status_code == 200, booked.text
+        moved = await client.post(
+            "/api/v1/deliveries/T002/reschedule", json={"window": window(PLAN_DAY, 16)}, headers=acme.headers
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["route"] == crew
+        view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
+        assert datetime.fromisoformat(view["white_glove"]["slot"]["start"]) == local(PLAN_DAY, 16)
+        assert await violations(ctx) == []
