@@ -379,12 +379,12 @@ class TestBackgroundWorker:
         assert isinstance(running.components["outbox_worker"], OutboxWorker)
         row_id = await put(running, channel=Channel.web, at=datetime.now(UTC))
         running.components["outbox_worker"].wake()
-        for _ in range(100):
+        for _ in range(500):
             if fake.sent:
                 break
             await asyncio.sleep(0.02)
         assert [m.id for m in fake.sent] == [row_id]
-        for _ in range(50):
+        for _ in range(500):
             if (await row_of(running, row_id)).status == OutboxStatus.queued:
                 break
             await asyncio.sleep(0.02)
