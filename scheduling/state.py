@@ -47,6 +47,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 NO_WINDOW = (0, 86_400 * 2)
+MAX_CACHED_PLANS = 32  # per database engine; the least recently used plan is dropped first
 
 
 @dataclass
@@ -464,11 +465,14 @@ async def plan_state(session: AsyncSession, plan: RoutePlan) -> PlanState:
     """The plan in memory at the version just read; loaded from storage when the cache is behind."""
     assert plan.id is not None
     cache = _cache_for(session)
-    cached = cache.get(plan.id)
+    cached = cache.pop(plan.id, None)
     if cached is not None and cached.version == plan.version and cached.created_at == plan.created_at:
+        cache[plan.id] = cached  # most recently used last
         return cached
     state = await load_state(session, plan)
     cache[plan.id] = state
+    while len(cache) > MAX_CACHED_PLANS:
+        cache.pop(next(iter(cache)))
     return state
 
 
