@@ -42,6 +42,7 @@ FAILED_SENDS = (OutboxStatus.failed, OutboxStatus.undelivered)
 INBOX_LIMIT = 100
 HISTORY_LIMIT = 500
 WHATSAPP_WINDOW = timedelta(hours=24)
+BOT_FAILING_AFTER = 2  # messages in a row the bot did not understand (it then offers a person)
 
 
 class NotFound(Exception):
@@ -82,6 +83,7 @@ class InboxRow:
     owner: Owner
     needs_person: bool
     failed_send: bool
+    bot_failing: bool
     assignee: str
     mine: bool
     recipient_name: str
@@ -178,8 +180,13 @@ async def inbox(
         col(last_outbox.status).in_(FAILED_SENDS), col(Conversation.status) != ConversationStatus.closed
     )
     needs = col(Conversation.status) == ConversationStatus.needs_person
+    failing = and_(
+        col(Conversation.misunderstood) >= BOT_FAILING_AFTER,
+        col(Conversation.owner) == Owner.bot,
+        col(Conversation.status) != ConversationStatus.closed,
+    )
     priority = case(
-        (or_(needs, failed), 0),
+        (or_(needs, failed, failing), 0),
         (
             and_(
                 col(Conversation.owner) == Owner.agent, col(Conversation.status) != ConversationStatus.closed
@@ -225,7 +232,7 @@ async def inbox(
     elif filters.status == "closed":
         query = query.where(Conversation.status == ConversationStatus.closed)
     if filters.needs_person:
-        query = query.where(or_(needs, failed))
+        query = query.where(or_(needs, failed, failing))
     if filters.mine:
         query = query.where(Conversation.assignee_id == user_id)
     if filters.channel is not None:
@@ -260,6 +267,9 @@ async def inbox(
                 owner=conversation.owner,
                 needs_person=conversation.status == ConversationStatus.needs_person,
                 failed_send=outbox_status in FAILED_SENDS
+                and conversation.status != ConversationStatus.closed,
+                bot_failing=conversation.misunderstood >= BOT_FAILING_AFTER
+                and conversation.owner == Owner.bot
                 and conversation.status != ConversationStatus.closed,
                 assignee=(assignee_name or (assignee_email or "").split("@")[0])
                 if conversation.assignee_id

@@ -78,6 +78,23 @@ class TestInboxOrder:
         view = await client.get(f"/console/conversations/{failing}")
         assert "Not delivered: 21610: unsubscribed recipient" in view.text
 
+    async def test_a_conversation_the_bot_keeps_misunderstanding_needs_a_person_too(
+        self, client, ctx, two_retailers
+    ):
+        acme, _ = two_retailers
+        fine = await seed_conversation(ctx, acme.retailer_id, "A001", minutes_ago=1)
+        stuck = await seed_conversation(ctx, acme.retailer_id, "A002", texts=("blorp", "zzz"), minutes_ago=30)
+        async with ctx.uow() as uow:
+            conversation = await uow.session.get(Conversation, stuck)
+            conversation.misunderstood = 2
+            uow.session.add(conversation)
+            await uow.commit()
+        await sign_in(client, "ana@acme.test")
+        page = await client.get("/console")
+        assert listed_ids(page.text) == [stuck, fine]
+        assert "bot stuck" in page.text
+        assert listed_ids((await client.get("/console?needs=1")).text) == [stuck]
+
 
 class TestFiltersAndSearch:
     async def test_filters_by_needs_a_person_mine_and_channel(self, client, ctx, two_retailers):
