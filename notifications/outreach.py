@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import insert, update
+from sqlalchemy import exists, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -932,3 +932,31 @@ def _offer(
         state["dialog"] = dialog
         conversation.state = state
     conversation.updated_at = now
+
+
+async def backfill_window_notifications(ctx: AppContext, *, batch: int = 1000) -> int:
+    """Plan the notifications of upcoming deliveries that have none: plans imported while nothing
+    listened to events (the command line's `import-plan` and `demo`). Returns how many deliveries."""
+    handled = 0
+    while True:
+        now = ctx.clock()
+        async with ctx.uow() as uow:
+            owed = ~exists().where(col(Notification.delivery_id) == col(Delivery.id))
+            found = (
+                await uow.session.exec(
+                    select(Delivery.id, Delivery.retailer_id, Delivery.window_start, Delivery.window_end)
+                    .where(
+                        Delivery.status == DeliveryStatus.scheduled,
+                        col(Delivery.window_start).is_not(None),
+                        col(Delivery.window_end) > now,
+                        owed,
+                    )
+                    .limit(batch)
+                )
+            ).all()
+        events = [ev.WindowAssigned(r, d, s, e) for d, r, s, e in found if d and s and e]
+        if events:
+            await plan_for_events(ctx, events)
+        handled += len(events)
+        if len(found) < batch:
+            return handled

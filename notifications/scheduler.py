@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -29,13 +30,14 @@ from core.context import AppContext
 from core.db import make_sync_engine
 from core.leader import Leadership
 from core.logging import get_logger
-from notifications.outreach import fire_notifications, make_event_handler
+from notifications.outreach import backfill_window_notifications, fire_notifications, make_event_handler
 
 log = get_logger("doorstep.notifications.scheduler")
 
 JOB_TABLE = "apscheduler_jobs"
 SWEEP_SECONDS = 30
 SWEEP_BATCH = 1000
+STOP_GRACE_SECONDS = 30.0
 MISFIRE_GRACE_SECONDS = 12 * 3600  # a job late by more (app down half a day) is left to the sweeper
 _context: AppContext | None = None  # the app whose jobs run in this process (set while leading)
 
@@ -50,29 +52,53 @@ def _bound_context() -> AppContext:
     return _context
 
 
+_running: set[asyncio.Task[Any]] = set()  # jobs in flight, awaited at stop rather than cancelled
+
+
+@contextlib.contextmanager
+def _tracked() -> Iterator[None]:
+    task = asyncio.current_task()
+    if task is not None:
+        _running.add(task)
+    try:
+        yield
+    finally:
+        if task is not None:
+            _running.discard(task)
+
+
 async def fire_notification(notification_id: int) -> None:
     """The job: fire one notification if it is still owed (re-checked inside)."""
-    await fire_notifications(_bound_context(), [notification_id])
+    ctx = _bound_context()
+    with _tracked():
+        await fire_notifications(ctx, [notification_id])
 
 
 async def sweep_due_notifications() -> int:
-    """The sweeper job: fire every due notification, in batches; returns how many were handled."""
+    """The sweeper job: plan what deliveries imported while nothing listened are owed (the command
+    line's `import-plan` and `demo`), then fire every due notification, in batches; returns how
+    many notifications were handled."""
     ctx = _bound_context()
-    handled = 0
-    while True:
-        summary = await fire_notifications(ctx, None, limit=SWEEP_BATCH)
-        batch = summary.sent + summary.suppressed + summary.skipped + summary.postponed
-        handled += batch
-        if batch < SWEEP_BATCH or summary.sent + summary.suppressed + summary.skipped == 0:
-            return handled
+    with _tracked():
+        await backfill_window_notifications(ctx)
+        handled = 0
+        while True:
+            summary = await fire_notifications(ctx, None, limit=SWEEP_BATCH)
+            batch = summary.sent + summary.suppressed + summary.skipped + summary.postponed
+            handled += batch
+            if batch < SWEEP_BATCH or summary.sent + summary.suppressed + summary.skipped == 0:
+                return handled
 
 
 class ApsNotificationScheduler:
     """The leader's duty (core.leader.LeaderDuty) and the outreach's NotificationScheduler."""
 
-    def __init__(self, ctx: AppContext, *, sweep_seconds: float = SWEEP_SECONDS) -> None:
+    def __init__(
+        self, ctx: AppContext, *, sweep_seconds: float = SWEEP_SECONDS, first_sweep_after: float = 1.0
+    ) -> None:
         self.ctx = ctx
         self.sweep_seconds = sweep_seconds
+        self.first_sweep_after = first_sweep_after
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: Engine | None = None
 
@@ -103,7 +129,7 @@ class ApsNotificationScheduler:
             seconds=self.sweep_seconds,
             id="notifications:sweep",
             replace_existing=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=self.first_sweep_after),
         )
         self._scheduler = scheduler
         log.info("notifications_scheduler_started")
@@ -112,6 +138,9 @@ class ApsNotificationScheduler:
         global _context
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None and scheduler.running:
+            scheduler.pause()  # no new job starts; those running finish their transaction
+            if _running:
+                await asyncio.wait(list(_running), timeout=STOP_GRACE_SECONDS)
             scheduler.shutdown(wait=False)
         if self._engine is not None:
             self._engine.dispose()

@@ -372,3 +372,22 @@ class TestArrivingFromRouteProgress:
         await fire_notifications(ctx)
         sent = [m for m in await rows(ctx, OutboxMessage) if m.template_key == "arriving_soon"]
         assert sorted(m.to_address for m in sent) == ["+14165550101", "+14165550102"]
+
+
+class TestBackfill:
+    async def test_a_plan_imported_while_nothing_listened_is_planned_at_start(self, ctx):
+        from notifications.outreach import backfill_window_notifications
+
+        ctx.clock = Clock(WEDNESDAY_10)
+        tenant = await make_tenant(ctx, "acme")
+        async with ctx.uow() as uow:  # as the command line does: no event handler registered
+            retailer = await uow.session.get(Retailer, tenant.retailer_id)
+            await import_plan(uow, retailer, small_plan())
+        assert await rows(ctx, Notification) == []
+        assert await backfill_window_notifications(ctx, batch=2) == 5
+        assert set(await notes_of(ctx, "T001")) == {
+            "window_assigned",
+            "day_before_reminder",
+            "out_for_delivery",
+        }
+        assert await backfill_window_notifications(ctx) == 0

@@ -19,7 +19,7 @@ def later():
 
 class TestJobStore:
     async def test_a_job_survives_a_restart_moves_and_disappears(self, ctx, later):
-        first = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        first = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600, first_sweep_after=3600)
         await first.start()
         try:
             await first.schedule([(41, later)])
@@ -28,7 +28,7 @@ class TestJobStore:
             await first.stop()
         assert not first.running
 
-        second = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        second = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600, first_sweep_after=3600)
         await second.start()
         try:
             assert second.job_times()["notification:41"] == later  # read back from the database
@@ -46,7 +46,7 @@ class TestJobStore:
         (note,) = await rows(
             ctx, Notification, Notification.delivery_id == d.id, Notification.event == "window_assigned"
         )
-        running = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        running = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600, first_sweep_after=3600)
         await running.start()
         try:
             await sched.fire_notification(note.id)
@@ -58,7 +58,7 @@ class TestJobStore:
 
     async def test_the_sweeper_fires_what_no_job_was_added_for(self, ctx):
         await setup(ctx)
-        running = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600)
+        running = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600, first_sweep_after=3600)
         await running.start()
         try:
             assert await sched.sweep_due_notifications() == 5
