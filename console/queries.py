@@ -42,6 +42,7 @@ FAILED_SENDS = (OutboxStatus.failed, OutboxStatus.undelivered)
 INBOX_LIMIT = 100
 HISTORY_LIMIT = 500
 WHATSAPP_WINDOW = timedelta(hours=24)
+DEFAULT_TIMEZONE = "America/Toronto"
 BOT_FAILING_AFTER = 2  # messages in a row the bot did not understand (it then offers a person)
 
 
@@ -90,6 +91,7 @@ class InboxRow:
     address: str
     tracking: str
     retailer: str
+    timezone: str
     last_text: str
     last_author: str
     last_at: datetime | None
@@ -209,6 +211,7 @@ async def inbox(
             func.coalesce(Recipient.name, sender_name),
             Delivery.tracking,
             Retailer.slug,
+            Retailer.timezone,
             User.name,
             User.email,
             last_message.text,
@@ -250,6 +253,7 @@ async def inbox(
         name,
         tracking,
         slug,
+        timezone,
         assignee_name,
         assignee_email,
         text,
@@ -279,6 +283,7 @@ async def inbox(
                 address=_display_address(conversation),
                 tracking=tracking or "",
                 retailer=slug or "",
+                timezone=timezone or DEFAULT_TIMEZONE,
                 last_text=(text or "")[:140],
                 last_author=str(author or ""),
                 last_at=at or conversation.updated_at,
