@@ -391,3 +391,22 @@ class TestBackfill:
             "out_for_delivery",
         }
         assert await backfill_window_notifications(ctx) == 0
+
+
+class TestRepliesToNotifications:
+    async def test_replying_1_to_a_failed_attempt_sms_starts_the_reschedule(self, ctx):
+        from bot.engine import ConversationEngine
+        from bot.messages import InboundMessage
+
+        clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 16, tzinfo=UTC))
+        d = await delivery(ctx, "T001")
+        await update(ctx, Delivery, d.id, status=DeliveryStatus.failed)
+        await ctx.publish([ev.AttemptFailed(d.retailer_id, d.id, reason="nobody home")])
+        await fire_notifications(ctx)
+        engine = ConversationEngine(ctx, clock=clock)
+        replies = await engine.handle(
+            InboundMessage(channel=Channel.sms, sender="+14165550101", text="1", provider_id="SM" + "1" * 32)
+        )
+        assert replies, "the engine answered"
+        payloads = [o.payload for r in replies for o in r.options]
+        assert any(p.startswith("win:") for p in payloads), (replies, payloads)
