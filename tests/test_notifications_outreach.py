@@ -410,3 +410,44 @@ class TestRepliesToNotifications:
         assert replies, "the engine answered"
         payloads = [o.payload for r in replies for o in r.options]
         assert any(p.startswith("win:") for p in payloads), (replies, payloads)
+
+
+class RecordingScheduler:
+    """A NotificationScheduler that records what it was asked (the job store's own test is elsewhere)."""
+
+    def __init__(self) -> None:
+        self.scheduled: dict[int, datetime] = {}
+        self.unscheduled: list[int] = []
+
+    async def schedule(self, notifications):
+        self.scheduled.update(dict(notifications))
+
+    async def unschedule(self, notification_ids):
+        self.unscheduled.extend(notification_ids)
+
+
+class TestJobsFollowTheDelivery:
+    async def test_jobs_move_with_the_window_and_disappear_with_the_delivery(self, ctx):
+        jobs = RecordingScheduler()
+        ctx.components["notifications.scheduler"] = jobs
+        await setup(ctx)
+        reminder = (await notes_of(ctx, "T001"))["day_before_reminder"]
+        assert jobs.scheduled[reminder.id] == datetime(2026, 12, 2, 23, tzinfo=UTC)
+
+        d = await delivery(ctx, "T001")
+        start, end = d.window_start + timedelta(days=1), d.window_end + timedelta(days=1)
+        await update(ctx, Delivery, d.id, window_start=start, window_end=end)
+        await ctx.publish([ev.DeliveryRescheduled(d.retailer_id, d.id, start, end, actor="system")])
+        assert reminder.id in jobs.unscheduled
+        moved = [
+            n
+            for n in await rows(ctx, Notification, Notification.delivery_id == d.id)
+            if n.status == "scheduled"
+        ]
+        assert {jobs.scheduled[n.id] for n in moved if n.event == "day_before_reminder"} == {
+            datetime(2026, 12, 3, 23, tzinfo=UTC)
+        }
+
+        await update(ctx, Delivery, d.id, status=DeliveryStatus.cancelled)
+        await ctx.publish([ev.DeliveryCancelled(d.retailer_id, d.id)])
+        assert {n.id for n in moved} <= set(jobs.unscheduled)
