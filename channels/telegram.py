@@ -233,7 +233,7 @@ def build_bot(settings: Settings) -> Bot:
 
 def build_runtime(settings: Settings, handle: Handle) -> TelegramRuntime:
     bot = build_bot(settings)
-    dispatcher = Dispatcher()
+    dispatcher = Dispatcher(disable_fsm=True)  # dialog state is the engine's, never aiogram's FSM
     dispatcher.include_router(build_router(handle))
     return TelegramRuntime(bot=bot, dispatcher=dispatcher, sender=TelegramSender(bot))
 
