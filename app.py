@@ -35,7 +35,7 @@ from core.models import OutboxMessage, OutboxStatus
 from core.observability import EdgeMiddleware, Metrics
 from core.redis import COMPONENT as REDIS_COMPONENT
 from core.redis import SharedRedis
-from core.resilience import install_outage_handlers
+from core.resilience import install_outage_handlers, is_database_outage
 from notifications.api import install as install_notifications
 from scheduling import api as scheduling_api
 from scheduling.changelog import start_change_webhooks
@@ -100,13 +100,19 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     async def prometheus_metrics(request: Request) -> Response:
         """Prometheus metrics of this process (webhooks, replies, notifications, sends, queue depth)."""
         context: AppContext = request.app.state.ctx
-        async with context.sessionmaker() as session:
-            rows = await session.exec(
-                select(OutboxMessage.status, func.count()).group_by(col(OutboxMessage.status))
-            )
-            depth = dict(rows.all())
+        try:
+            async with context.sessionmaker() as session:
+                rows = await session.exec(
+                    select(OutboxMessage.status, func.count()).group_by(col(OutboxMessage.status))
+                )
+                depth = dict(rows.all())
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            depth = None  # the database is down: still serve this process's metrics, depth as last seen
         for status in (OutboxStatus.pending, OutboxStatus.sending):
-            metrics.queue_depth.labels(status.value).set(depth.get(status, 0))
+            if depth is not None:
+                metrics.queue_depth.labels(status.value).set(depth.get(status, 0))
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

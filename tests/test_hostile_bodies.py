@@ -96,6 +96,8 @@ class TestDatabaseOutage:
         ):
             response = await http.get("/api/v1/plans/1", headers={"Authorization": "Bearer dsk_anything"})
             assert (await http.get("/healthz")).status_code == 200
+            metrics = await http.get("/metrics")
+            assert metrics.status_code == 200 and "doorstep_http_requests_total" in metrics.text
         await ctx.engine.dispose()
         assert response.status_code == 503
         assert response.json()["detail"].startswith("database unavailable")
