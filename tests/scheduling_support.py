@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from httpx import AsyncClient
 from sqlmodel import select
 
@@ -106,3 +108,18 @@ async def violations(ctx: Any) -> list[str]:
             if any(used > cap for used, cap in zip(load, vehicle.capacity, strict=True)):
                 problems.append(f"vehicle {vehicle.id}: load {load} over {vehicle.capacity}")
     return problems
+
+
+@pytest.fixture
+def slow_writes(monkeypatch):
+    """Widen the gap between a change's check and its commit, so two racing requests really overlap:
+    without the plan's lock both would pass the check before either wrote (checked by hand: they do)."""
+    import scheduling.service as service
+
+    real = service.write_routes
+
+    async def slow(*args, **kwargs):
+        await asyncio.sleep(0.2)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "write_routes", slow)

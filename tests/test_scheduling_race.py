@@ -11,9 +11,11 @@ from sqlmodel import func, select
 from core.models import PickupReservation, SlotCapacity, Stop
 from tests.conftest import make_tenant
 from tests.plans import DAY, DEPOT, job, small_plan
-from tests.scheduling_support import NOW, import_plan, violations, window
+from tests.scheduling_support import NOW, import_plan, slow_writes, violations, window  # noqa: F401
 
 PLAN_DAY = date.fromisoformat(DAY)
+# Every race here runs with check and commit far apart (see scheduling_support.slow_writes).
+pytestmark = pytest.mark.usefixtures("slow_writes")
 NEXT_DAY = PLAN_DAY + timedelta(days=1)
 
 

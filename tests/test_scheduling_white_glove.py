@@ -10,7 +10,7 @@ from sqlmodel import select
 from core.models import ChangeLog
 from scheduling.events import WhiteGloveBooked
 from tests.plans import DAY, small_plan
-from tests.scheduling_support import NOW, TORONTO, import_plan, local, violations, window
+from tests.scheduling_support import NOW, TORONTO, import_plan, local, slow_writes, violations, window  # noqa: F401
 
 PLAN_DAY = date.fromisoformat(DAY)
 
@@ -92,6 +92,7 @@ class TestBookingSetup:
             datetime.fromisoformat(a["end"]) <= local(PLAN_DAY, 16) for a in alternatives
         )
 
+    @pytest.mark.usefixtures("slow_writes")
     async def test_the_crews_last_slot_goes_to_one_of_two_recipients(self, client, acme, ctx):
         import asyncio
 
