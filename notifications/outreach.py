@@ -17,7 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_time
 from sqlalchemy import exists, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -51,6 +53,7 @@ from notifications.templates import (
     Window,
     active_templates,
     default_body,
+    format_window,
     options_for,
     render_source,
     whatsapp_variables,
@@ -572,6 +575,25 @@ def render_context(
     return context
 
 
+def named_variables(context: dict[str, Any]) -> dict[str, str]:
+    """Every value a retailer's WhatsApp template may name, as text (formatted like the templates)."""
+    locale, timezone = str(context.get("locale", "en")), str(context.get("timezone", "UTC"))
+    names = ("brand", "recipient_name", "tracking", "address", "stops_away", "reason", "pickup_name")
+    values = {name: str(context[name]) for name in names if context.get(name) not in (None, "")}
+    for name in ("window", "slot"):
+        span = context.get(name)
+        if isinstance(span, Window):
+            values[name] = format_window(span.start, span.end, locale, timezone)
+    for name in ("eta", "delivered_at"):
+        at = context.get(name)
+        if isinstance(at, datetime):
+            values[name] = str(format_time(at, "short", tzinfo=ZoneInfo(timezone), locale=locale))
+    proof = context.get("proof_signer") or context.get("proof_photo_url")
+    if proof:
+        values["proof"] = str(proof)
+    return values
+
+
 def _approved_sid(retailer: Retailer, event: str, override: ActiveTemplate | None) -> str | None:
     if override is not None and override.content_sid:
         return override.content_sid
@@ -710,7 +732,18 @@ async def fire_notifications(
                 recipient.whatsapp_last_inbound_at is not None
                 and now - recipient.whatsapp_last_inbound_at < WHATSAPP_WINDOW
             )
-            content_sid = sid if channel == Channel.whatsapp and not window_open else None
+            # Outside WhatsApp's 24 hours: the template saved with this override goes with positional
+            # variables; a retailer-wide one (settings.whatsapp_templates[event]) is filled by name by
+            # channels/rendering.py from these named values and the message's kind (template_key).
+            content_sid, content_variables = None, {}
+            if channel == Channel.whatsapp and not window_open:
+                if wa_override is not None and wa_override.content_sid:
+                    content_sid, content_variables = (
+                        wa_override.content_sid,
+                        whatsapp_variables(spec, context),
+                    )
+                else:
+                    content_variables = named_variables(context)
             row = {
                 "channel": channel,
                 "to_address": str(recipient.telegram_chat_id)
@@ -722,7 +755,7 @@ async def fire_notifications(
                 "retailer_id": retailer.id,
                 "recipient_id": recipient.id,
                 "content_sid": content_sid,
-                "content_variables": whatsapp_variables(spec, context) if content_sid else {},
+                "content_variables": content_variables,
                 "template_key": note.event,
                 "locale": locale,
                 "service_address": (

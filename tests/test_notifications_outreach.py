@@ -230,15 +230,54 @@ class TestConsentAndChannels:
         (sent,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
         assert sent.channel == Channel.whatsapp and sent.content_sid is None and "Acme" in sent.body
 
-    async def test_whatsapp_outside_the_24_hours_uses_the_approved_template(self, ctx):
+    async def test_whatsapp_outside_the_24_hours_uses_the_retailers_approved_template(self, ctx):
+        from channels.rendering import render_whatsapp
+
         sid = "HX" + "ab" * 16
-        await setup(ctx, settings={"whatsapp_templates": {"window_assigned": {"content_sid": sid}}})
+        templates = {"window_assigned": {"content_sid": sid, "variables": ["brand", "window", "tracking"]}}
+        await setup(ctx, settings={"whatsapp_templates": templates})
         d = await delivery(ctx, "T001")
         await update(ctx, Recipient, d.recipient_id, preferred_channel=Channel.whatsapp)
         await fire_notifications(ctx)
         (sent,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
-        assert sent.channel == Channel.whatsapp and sent.content_sid == sid
-        assert sent.content_variables["1"] == "Acme" and sent.content_variables["2"] == "T001"
+        assert sent.channel == Channel.whatsapp and sent.template_key == "window_assigned"
+        rendered = render_whatsapp(
+            sent.body,
+            sent.options,
+            window_open=False,
+            retailer_settings={"whatsapp_templates": templates},
+            template_key=sent.template_key,
+            content_sid=sent.content_sid,
+            content_variables=sent.content_variables,
+        )
+        assert rendered.content_sid == sid
+        assert rendered.content_variables == {
+            "1": "Acme",
+            "2": "Thu, Dec 3, 9:00 – 11:00 AM".replace(" – ", "\u2009–\u2009").replace(" AM", "\u202fAM"),
+            "3": "T001",
+        }
+
+    async def test_an_override_saved_with_a_content_sid_goes_with_positional_variables(self, ctx):
+        from notifications.templates import save_template
+
+        sid = "HX" + "cd" * 16
+        _clock, tenant = await setup(ctx)
+        async with ctx.uow() as uow:
+            retailer = await uow.session.get(Retailer, tenant.retailer_id)
+            body = "{{ brand }}: {{ tracking }} {{ window|window }}. STOP to stop."
+            await save_template(
+                uow.session, retailer, "window_assigned", "en", Channel.whatsapp, body, content_sid=sid
+            )
+            await uow.commit()
+        d = await delivery(ctx, "T001")
+        await update(ctx, Recipient, d.recipient_id, preferred_channel=Channel.whatsapp)
+        await fire_notifications(ctx)
+        (sent,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        assert (
+            sent.content_sid == sid
+            and sent.content_variables["1"] == "Acme"
+            and sent.content_variables["2"] == "T001"
+        )
 
 
 class TestChanges:
