@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -89,11 +90,21 @@ class ConversationEngine:
     # --- the one entry point -----------------------------------------------------------------
 
     async def handle(self, message: InboundMessage) -> list[OutboundMessage]:
+        # every log line of the turn, the scheduling service's too, names the conversation and channel
+        with structlog.contextvars.bound_contextvars(
+            channel=str(message.channel), conversation_id=None, retailer_id=None
+        ):
+            return await self._handle(message)
+
+    async def _handle(self, message: InboundMessage) -> list[OutboundMessage]:
         now = self._clock()
         async with self._ctx.uow() as uow:
             if message.provider_id and not await self._claim(uow, message, now):
                 return []
             conversation = await self._conversation(uow, message, now)
+            structlog.contextvars.bind_contextvars(
+                conversation_id=conversation.id, retailer_id=conversation.retailer_id
+            )
             inbound = Message(
                 conversation_id=conversation.id or 0,
                 channel=message.channel,

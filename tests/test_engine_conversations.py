@@ -10,7 +10,9 @@ import asyncio
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import structlog
 from sqlmodel import col, select
+from structlog.testing import capture_logs
 
 from bot import handoff
 from bot.engine import ConversationEngine
@@ -469,3 +471,17 @@ class TestBrokenUnderstanding:
 
         text = await Chat(engine_for(ctx, broken), Channel.sms, ADA).say("where is it")
         assert "didn't understand" in text
+
+
+class TestLogs:
+    async def test_a_turn_logs_its_conversation_and_never_the_phone_or_the_text(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {"where is it, 42 Secret St": understood(Intent.where_is_parcel)}
+        )
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            await Chat(engine_for(ctx, understanding), Channel.sms, ADA).say("where is it, 42 Secret St")
+        turn = [entry for entry in logs if entry["event"] == "conversation_turn"]
+        assert turn and turn[0]["conversation_id"] and turn[0]["channel"] == "sms"
+        flat = repr(logs)
+        assert ADA not in flat and ADA[2:] not in flat and "Secret" not in flat
