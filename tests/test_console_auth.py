@@ -91,6 +91,13 @@ class TestSignIn:
         )
         assert response.headers["location"] == "/console"
 
+    async def test_console_pages_forbid_framing_and_foreign_scripts(self, client):
+        page = await client.get("/console/login")
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "content-security-policy" not in (await client.get("/healthz")).headers
+
     async def test_a_browser_that_is_not_signed_in_is_sent_to_the_sign_in_page(self, client):
         response = await client.get("/console/me", headers={"Accept": "text/html"})
         assert response.status_code == 303
