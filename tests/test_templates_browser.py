@@ -18,7 +18,7 @@ import uvicorn
 from app import build_context, create_app
 from core.config import Settings
 from core.models import Role
-from tests.console_helpers import add_user
+from tests.console_helpers import add_user, load_small_plan
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,7 +43,8 @@ async def _seed(settings: Settings) -> None:
 
     ctx = build_context(settings)
     try:
-        await make_tenant(ctx, "acme")
+        acme = await make_tenant(ctx, "acme")
+        await load_small_plan(ctx, acme.retailer_id, "A")
         await add_user(ctx, "ada@acme.test", ["acme"], role=Role.retailer_admin, password=PASSWORD)
     finally:
         await ctx.engine.dispose()
@@ -131,3 +132,28 @@ def test_a_retailer_admin_edits_previews_saves_and_rolls_back_a_template(served,
     expect(body).to_have_value(re.compile(r"What would you like to do"))
     page.locator("#tpl-sid").fill("HX123")
     expect(page.locator("#tpl-errors")).to_contain_text("content SID")
+
+
+def test_a_test_send_appears_in_the_sandbox_window_the_editor_opened(served, browser):
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.goto(served + "/console/templates")
+    page.get_by_label("E-mail").fill("ada@acme.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/console/templates$"))
+    page.get_by_role("button", name="Failed attempt").click()
+    expect(page.locator("#tpl-preview-text")).to_contain_text("could not deliver")
+
+    with page.expect_popup() as opened:
+        page.get_by_role("button", name="Open the sandbox").click()
+    sandbox = opened.value
+    sandbox.locator("#recipients li").first.locator("button").first.click()
+    expect(sandbox.locator("#text")).to_be_enabled()
+
+    page.get_by_role("button", name="Send test").click()
+    expect(page.locator("#tpl-test-status")).to_have_text("Sent to the sandbox.")
+    assert page.locator("#tpl-session").input_value().startswith("sb_")
+    sandbox.reload()
+    expect(sandbox.locator("#log")).to_contain_text("could not deliver TOR-000123")

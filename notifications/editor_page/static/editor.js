@@ -118,7 +118,21 @@
     if (result.ok) await load();
   }
 
+  // The sandbox keeps its session id in its own tab's sessionStorage (channels/sandbox_page): a
+  // window this page opened is same-origin, so the id can be read from it.
+  const SANDBOX_SESSION_KEY = "doorstep.sandbox.session";
+  let sandboxWindow = null;
+
+  function sandboxSession() {
+    try {
+      return sandboxWindow && !sandboxWindow.closed ? sandboxWindow.sessionStorage.getItem(SANDBOX_SESSION_KEY) || "" : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
   async function sendTest() {
+    if (!$("tpl-session").value.trim()) $("tpl-session").value = sandboxSession();
     const session = $("tpl-session").value.trim();
     if (!session) { $("tpl-test-status").textContent = "Paste a sandbox session id first."; return; }
     const result = await call("POST", key() + "/test", { session_id: session, body: $("tpl-body").value });
@@ -151,6 +165,7 @@
   $("tpl-save").addEventListener("click", save);
   $("tpl-reset").addEventListener("click", () => rollback(0));
   $("tpl-test").addEventListener("click", sendTest);
+  $("tpl-open-sandbox").addEventListener("click", () => { sandboxWindow = window.open("/sandbox", "doorstep-sandbox"); });
 
   state.retailer = $("tpl-retailer").value || null;
   const first = document.querySelector("#tpl-event-list button");
