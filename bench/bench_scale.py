@@ -1,0 +1,378 @@
+"""Production-mode figures on this machine: PostgreSQL, one and two processes, all measured in one run.
+
+1. Inbound messages per second through the whole path (signed Twilio webhook, stored, understood,
+   answered into the outbox) with p50/p99, for one and two uvicorn processes on PostgreSQL, each as a
+   ratio to a bare FastAPI endpoint that only checks the Twilio signature and answers TwiML (the same
+   number of processes, the same load generator, the same run). Two loads: closed-loop at bounded
+   concurrency (capacity) and open-loop at 300 messages/s per process (latency at the target rate,
+   measured from each request's scheduled time, so queueing counts).
+2. Notifications end to end: due notifications fired by the scheduler leader, rendered, written to
+   the outbox and sent by both processes' outbox workers to a loopback fake of Twilio's REST API.
+3. Resident memory per process and start-up time (process start to the first 200 of /healthz).
+
+The load generator is this process: a raw HTTP/1.1 client on keep-alive connections sending
+pre-signed requests (each with a fresh MessageSid from one of 400 recipients), so it costs little
+next to the servers. Servers, PostgreSQL and the generator share the machine's 2 cores: the figures
+are a floor, and `load average` is printed so a busy machine can be recognised.
+
+    .venv/bin/python bench/bench_scale.py [--seconds 4] [--notifications 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.twilio_api import FakeTwilioApi  # noqa: E402 - after the path is set
+from tests.scale_support import (  # noqa: E402
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    AppProcess,
+    app_environment,
+    free_port,
+    fresh_database,
+    outbox_id_of,
+    postgres_reachable,
+    seed_campaign,
+)
+
+PATH = "/webhooks/twilio/messages"
+PUBLIC_URL = "https://doorstep.bench.example"
+SHARED_SMS = "+15145550100"
+RECIPIENTS = 400
+BODIES = ["Where is my parcel?", "When is my delivery coming?", "Quand arrive mon colis?", "1"]
+TARGET_RATE = 300  # messages/s per process for the latency figure
+
+
+def signed_requests(count: int, host: str, offset: int) -> list[bytes]:
+    """Ready-to-send webhook requests, each signed as Twilio would for PUBLIC_URL."""
+    validator = RequestValidator(AUTH_TOKEN)
+    requests = []
+    for i in range(count):
+        n = offset + i
+        sid = f"SM{n:032x}"
+        form = {
+            "MessageSid": sid,
+            "SmsMessageSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": f"+1416{2_000_000 + n % RECIPIENTS:07d}",
+            "To": SHARED_SMS,
+            "Body": BODIES[n % len(BODIES)],
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
+        body = urllib.parse.urlencode(form).encode()
+        signature = validator.compute_signature(PUBLIC_URL + PATH, form)
+        head = (
+            f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"X-Twilio-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+    return requests
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: send a request, read the status and body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def call(self, request: bytes) -> int:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if length:
+            await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Measure:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def ms(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+async def closed_loop(port: int, requests: list[bytes], concurrency: int, seconds: float) -> Measure:
+    """As fast as the server answers, `concurrency` requests in flight."""
+    measure = Measure()
+    feed = iter(requests)
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        connection = await Connection.open(port)
+        try:
+            for request in feed:
+                if time.perf_counter() >= deadline:
+                    return
+                started = time.perf_counter()
+                status = await connection.call(request)
+                if status == 200:
+                    measure.latencies.append(time.perf_counter() - started)
+                else:
+                    measure.errors += 1
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    measure.seconds = time.perf_counter() - started
+    return measure
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float) -> Measure:
+    """`rate` requests per second on schedule; latency counted from the scheduled time."""
+    measure = Measure()
+    idle: list[Connection] = [await Connection.open(port) for _ in range(32)]
+    count = min(len(requests), int(rate * seconds))
+    started = time.perf_counter()
+
+    async def one(request: bytes, due: float) -> None:
+        connection = idle.pop() if idle else await Connection.open(port)
+        try:
+            status = await connection.call(request)
+        except (OSError, asyncio.IncompleteReadError):
+            measure.errors += 1
+            return
+        if status == 200:
+            measure.latencies.append(time.perf_counter() - due)
+        else:
+            measure.errors += 1
+        idle.append(connection)
+
+    tasks = []
+    for i in range(count):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(requests[i], due)))
+    await asyncio.gather(*tasks)
+    measure.seconds = time.perf_counter() - started
+    for connection in idle:
+        connection.close()
+    return measure
+
+
+@dataclass
+class Figures:
+    capacity: Measure
+    at_target: Measure
+    rss_mb: list[float]
+    cpu_ms_per_message: float  # server CPU during the capacity phase: the figure a busy machine does not skew
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes so far (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def measure_server(process: AppProcess, seconds: float, processes: int, offset: int) -> Figures:
+    host = f"127.0.0.1:{process.port}"
+    capacity_requests = signed_requests(int(4000 * seconds), host, offset)
+    target_requests = signed_requests(int(TARGET_RATE * processes * seconds) + 10, host, offset + 10_000_000)
+    await closed_loop(process.port, capacity_requests[:200], 8, 1.0)  # warm up
+    pids = worker_pids(process)
+    cpu_before = cpu_seconds(pids)
+    capacity = await closed_loop(process.port, capacity_requests[200:], 16 * processes, seconds)
+    cpu = (cpu_seconds(pids) - cpu_before) / max(len(capacity.latencies), 1) * 1000
+    await asyncio.sleep(0.5)
+    at_target = await open_loop(process.port, target_requests, TARGET_RATE * processes, seconds)
+    rss = [rss_mb(pid) for pid in pids]
+    return Figures(capacity, at_target, rss, cpu)
+
+
+def worker_pids(process: AppProcess) -> list[int]:
+    """The serving processes: uvicorn's workers when there are several (the master only supervises)."""
+    assert process.process is not None
+    pid = process.process.pid
+    if process.workers == 1:
+        return [pid]
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()] or [pid]
+    except OSError:
+        return [pid]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bare_env(port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": PUBLIC_URL, "PYTHONPATH": str(ROOT / "bench")})
+    return env
+
+
+class BareProcess(AppProcess):
+    """The floor: bench_webhooks.bare_app (signature check + empty TwiML) under the same uvicorn."""
+
+    def start(self) -> None:
+        import subprocess
+
+        command = [
+            sys.executable, "-m", "uvicorn", "bench_webhooks:bare_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", "--no-access-log",
+            "--app-dir", str(ROOT / "bench"),
+        ]  # fmt: skip
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+
+
+async def inbound(
+    database_url: str, seconds: float, log_dir: Path
+) -> dict[int, tuple[Figures, Figures, float]]:
+    results = {}
+    offset = 0
+    for processes in (1, 2):
+        port = free_port()
+        bare = BareProcess(f"bare-{processes}", bare_env(port), port, log_dir, workers=processes)
+        bare.start()
+        await bare.wait_ready()
+        offset += 20_000_000
+        bare_figures = await measure_server(bare, seconds, processes, offset)
+        bare.stop()
+
+        port = free_port()
+        env = app_environment(
+            database_url, port, public_url=PUBLIC_URL, outbox_enabled="false", scheduler_enabled="false"
+        )
+        app = AppProcess(f"doorstep-{processes}", env, port, log_dir, workers=processes)
+        started = time.perf_counter()
+        app.start()
+        await app.wait_ready(120)
+        startup = time.perf_counter() - started
+        offset += 20_000_000
+        app_figures = await measure_server(app, seconds, processes, offset)
+        app.stop()
+        results[processes] = (bare_figures, app_figures, startup)
+    return results
+
+
+async def notifications(database_url: str, count: int, log_dir: Path) -> tuple[float, int]:
+    fake = FakeTwilioApi(ACCOUNT_SID, AUTH_TOKEN)
+    fake_url = await fake.start()
+    await asyncio.to_thread(seed_campaign, database_url, count, slug="bench-campaign")
+    apps = []
+    try:
+        for name in ("notify-a", "notify-b"):
+            port = free_port()
+            env = app_environment(
+                database_url, port, twilio_api_url=fake_url, twilio_messages_per_second=100_000
+            )
+            apps.append(AppProcess(name, env, port, log_dir))
+        for app in apps:
+            app.start()
+        await asyncio.gather(*(app.wait_ready(120) for app in apps))
+        started = time.perf_counter()
+        deadline = started + 300
+        while time.perf_counter() < deadline:
+            if len({outbox_id_of(m) for m in fake.messages}) >= count:
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        delivered = len({outbox_id_of(m) for m in fake.messages})
+    finally:
+        for app in apps:
+            app.stop()
+        await fake.stop()
+    return elapsed, delivered
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per load phase")
+    parser.add_argument("--notifications", type=int, default=3000)
+    args = parser.parse_args()
+    if not postgres_reachable():
+        print("bench_scale: PostgreSQL is not reachable; nothing measured")
+        return 0
+    log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"doorstep-bench-scale-{os.getpid()}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    with fresh_database("doorstep_bench") as database_url:
+        await asyncio.to_thread(seed_campaign, database_url, RECIPIENTS, slug="bench-inbound")
+        from psycopg import connect
+
+        with connect(database_url, autocommit=True) as conn:  # inbound only: no notifications due
+            conn.execute("UPDATE notification SET status = 'cancelled'")
+        results = await inbound(database_url, args.seconds, log_dir)
+    print("\ninbound SMS through the whole path (signed webhook, stored, understood, answered), PostgreSQL:")
+    columns = ("processes", "server", "msg/s", "p50 ms", "p99 ms", "ratio", "CPU ms/msg")
+    header = " ".join(f"{c:>{w}}" for c, w in zip(columns, (9, 9, 7, 7, 7, 6, 10), strict=True))
+    for processes, (bare, app, startup) in results.items():
+        print(f"\n  capacity (closed loop, {16 * processes} in flight):")
+        print("  " + header)
+        for name, figures in (("bare", bare), ("doorstep", app)):
+            m = figures.capacity
+            ratio = m.rate / bare.capacity.rate if bare.capacity.rate else float("nan")
+            print(
+                f"  {processes:>9} {name:>9} {m.rate:7.0f} {m.ms(0.5):7.1f} {m.ms(0.99):7.1f} {ratio:6.2f}"
+                f" {figures.cpu_ms_per_message:10.2f}"
+            )
+        print(f"  at {TARGET_RATE * processes} msg/s offered (open loop, {TARGET_RATE}/s per process):")
+        for name, figures in (("bare", bare), ("doorstep", app)):
+            m = figures.at_target
+            print(
+                f"  {processes:>9} {name:>9} {m.rate:7.0f} {m.ms(0.5):7.1f} {m.ms(0.99):7.1f}"
+                f"   errors {m.errors}"
+            )
+        rss = ", ".join(f"{v:.0f}" for v in app.rss_mb)
+        print(
+            f"  doorstep resident memory per process: {rss} MB; start-up to first /healthz: {startup:.1f} s"
+        )
+    with fresh_database("doorstep_bench") as database_url:
+        elapsed, delivered = await notifications(database_url, args.notifications, log_dir)
+    print(
+        "\nnotifications end to end (leader fires, renders, outbox; 2 processes send to a fake Twilio):"
+        f"\n  {delivered}/{args.notifications} in {elapsed:.1f} s = {delivered / elapsed:.0f} notifications/s"
+    )
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
