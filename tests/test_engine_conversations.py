@@ -485,3 +485,18 @@ class TestLogs:
         assert turn and turn[0]["conversation_id"] and turn[0]["channel"] == "sms"
         flat = repr(logs)
         assert ADA not in flat and ADA[2:] not in flat and "Secret" not in flat
+
+
+class TestWhatsAppWindow:
+    async def test_a_whatsapp_message_opens_the_24_hour_window_for_every_row_of_that_phone(
+        self, ctx, acme, globex
+    ):
+        await load_small_plan(ctx, acme.retailer_id)
+        await load_small_plan(ctx, globex.retailer_id, prefix="G")
+        await Chat(engine_for(ctx), Channel.whatsapp, ADA).say("hello?")
+        recipients = await rows(ctx, Recipient, Recipient.phone == ADA)
+        assert len(recipients) == 2 and all(r.whatsapp_last_inbound_at == NOW for r in recipients)
+        outbox = await rows(ctx, OutboxMessage)
+        assert outbox and all(
+            row.template_key for row in outbox
+        )  # the kind picks a template if the window closes
