@@ -28,6 +28,7 @@ from tests.plans import small_plan
 from tests.scale_support import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    POSTGRES_URL,
     ROOT,
     AppProcess,
     app_environment,
@@ -212,3 +213,27 @@ class TestDatabaseRestart:
         assert outcomes[200] > 0 and outcomes[503] > 0, outcomes
         assert set(outcomes) <= {200, 503}, f"only 200 or a clean 503, never a 500 or a hang: {outcomes}"
         assert all(json.loads(b)["detail"].startswith("database unavailable") for b in bodies)
+
+
+class TestStartingTogether:
+    async def test_three_processes_starting_together_on_an_empty_database_migrate_once(self):
+        name = f"doorstep_scale_mig_{os.getpid()}_{int(time.time())}"
+        base = POSTGRES_URL.rsplit("/", 1)[0]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"{base}/{name}"
+        try:
+            script = f"from core.db import migrate; migrate({url!r})"
+            processes = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", script, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+                )
+                for _ in range(3)
+            ]
+            results = [(await p.wait(), (await p.stderr.read()).decode()[-500:]) for p in processes]
+            assert [code for code, _ in results] == [0, 0, 0], results
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+        finally:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
