@@ -7,6 +7,7 @@ Development only: the passwords are fixed and printed by `make run`.
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,12 +24,14 @@ from core.models import (
     Delivery,
     Direction,
     Message,
+    Notification,
     OutboxMessage,
     OutboxStatus,
     Recipient,
     Retailer,
     Role,
 )
+from scheduling.demo import SEED
 
 DEMO_PASSWORD = "doorstep-demo"  # noqa: S105 - development dataset, printed by `make run`
 DEMO_USERS = [
@@ -51,11 +54,20 @@ async def load_demo_console(ctx: AppContext) -> dict[str, Any]:
             except UserExists:
                 pass
         users.append({"email": email, "password": DEMO_PASSWORD, "role": role.value, "retailers": slugs})
-    conversations = 0
+    conversations = history = 0
     for slug in ("maple-home", "north-outfitters"):
         async with ctx.uow() as uow:
             conversations += await _demo_conversations(uow, slug, ctx.clock())
-    return {"console": {"url": "/console", "users": users, "conversations_created": conversations}}
+        async with ctx.uow() as uow:
+            history += await _demo_history(uow, slug, ctx.clock())
+    return {
+        "console": {
+            "url": "/console",
+            "users": users,
+            "conversations_created": conversations,
+            "history_notifications_created": history,
+        }
+    }
 
 
 async def _demo_conversations(uow: UnitOfWork, slug: str, now: datetime) -> int:
@@ -196,3 +208,135 @@ async def _demo_conversations(uow: UnitOfWork, slug: str, now: datetime) -> int:
             )
     await uow.commit()
     return min(len(scripts), len(deliveries))
+
+
+HISTORY_DAYS = 13
+HISTORY_EVENT = "demo_history"  # never a real notification event: the outreach ignores these rows
+
+
+async def _demo_history(uow: UnitOfWork, slug: str, now: datetime) -> int:
+    """Made-up past two weeks for the retailer admin's dashboard: notifications and their receipts,
+    recipients answering, and conversations agents took over. Closed conversations; no change log
+    rows (those feed the retailers' change API and webhooks)."""
+    retailer = (await uow.session.exec(select(Retailer).where(Retailer.slug == slug))).first()
+    if retailer is None or retailer.id is None:
+        return 0
+    done = (
+        await uow.session.exec(
+            select(Notification.id)
+            .where(Notification.retailer_id == retailer.id, Notification.event == HISTORY_EVENT)
+            .limit(1)
+        )
+    ).first()
+    if done is not None:
+        return 0
+    deliveries = list(
+        (
+            await uow.session.exec(
+                select(Delivery)
+                .where(Delivery.retailer_id == retailer.id, col(Delivery.recipient_id).is_not(None))
+                .order_by(col(Delivery.id))
+                .offset(12)  # the first ones carry the live demo conversations
+                .limit(40)
+            )
+        ).all()
+    )
+    if not deliveries:
+        return 0
+    rng = random.Random(f"{SEED}:{slug}")  # noqa: S311 - demo data, not security
+    conversations: dict[int, Conversation] = {}
+    created = 0
+    for days_ago in range(HISTORY_DAYS, 0, -1):
+        day_start = now - timedelta(days=days_ago)
+        for n in range(rng.randint(25, 45)):
+            delivery = rng.choice(deliveries)
+            recipient = await uow.session.get(Recipient, delivery.recipient_id)
+            if recipient is None or recipient.id is None or not recipient.phone:
+                continue
+            sent_at = day_start.replace(hour=13) + timedelta(minutes=rng.randint(0, 420))
+            roll = rng.random()
+            status = (
+                OutboxStatus.failed
+                if roll < 0.04
+                else OutboxStatus.sent
+                if roll < 0.14
+                else OutboxStatus.read
+                if roll < 0.3
+                else OutboxStatus.delivered
+            )
+            outbox = OutboxMessage(
+                retailer_id=retailer.id,
+                recipient_id=recipient.id,
+                channel=Channel.sms,
+                to_address=recipient.phone,
+                body="(demo history) Your delivery is scheduled.",
+                idempotency_key=f"demo-history:{slug}:{days_ago}:{n}",
+                status=status,
+                last_error="30003: Unreachable destination handset" if status == OutboxStatus.failed else "",
+                created_at=sent_at,
+                sent_at=sent_at,
+                status_at=sent_at + timedelta(seconds=20),
+            )
+            uow.session.add(outbox)
+            await uow.session.flush()
+            uow.session.add(
+                Notification(
+                    retailer_id=retailer.id,
+                    delivery_id=delivery.id or 0,
+                    event=HISTORY_EVENT,
+                    dedupe_key=f"demo-history:{slug}:{days_ago}:{n}",
+                    due_at=sent_at,
+                    status="sent",
+                    channel=Channel.sms.value,
+                    outbox_id=outbox.id,
+                    created_at=sent_at,
+                )
+            )
+            created += 1
+            answered = status != OutboxStatus.failed and rng.random() < 0.22
+            handed_off = answered and rng.random() < 0.15
+            if not answered:
+                continue
+            conversation = conversations.get(recipient.id)
+            if conversation is None:
+                conversation = Conversation(
+                    channel=Channel.sms,
+                    address=recipient.phone,
+                    retailer_id=retailer.id,
+                    recipient_id=recipient.id,
+                    delivery_id=delivery.id,
+                    locale=recipient.locale,
+                    status=ConversationStatus.closed,
+                    updated_at=sent_at,
+                )
+                uow.session.add(conversation)
+                await uow.session.flush()
+                conversations[recipient.id] = conversation
+            assert conversation.id is not None
+            replied_at = sent_at + timedelta(minutes=rng.randint(2, 240))
+            uow.session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    channel=Channel.sms,
+                    direction=Direction.inbound,
+                    author=Author.recipient,
+                    text="(demo history) OK, thanks",
+                    created_at=replied_at,
+                )
+            )
+            if handed_off:
+                uow.session.add(
+                    Message(
+                        conversation_id=conversation.id,
+                        channel=Channel.sms,
+                        direction=Direction.outbound,
+                        author=Author.system,
+                        text="(demo history) An agent took over",
+                        payload="console:taken_over",
+                        internal_note=True,
+                        created_at=replied_at + timedelta(minutes=3),
+                    )
+                )
+            conversation.updated_at = max(conversation.updated_at, replied_at)
+    await uow.commit()
+    return created
