@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import time
 import urllib.parse
@@ -376,6 +377,7 @@ async def main() -> int:
         f"\n  {delivered}/{args.notifications} in {elapsed:.1f} s = {delivered / elapsed:.0f} notifications/s"
     )
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+    shutil.rmtree(log_dir, ignore_errors=True)  # the servers' logs are kept only when a run fails
     return 0
 
 
