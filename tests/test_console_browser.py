@@ -176,6 +176,7 @@ def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_b
     page = agent.new_page()
     sign_in(page, served.url, "ana@acme.test")
 
+    expect(page).to_have_title(re.compile(r"^\(1\) Inbox"))  # one conversation waits for a person
     first = page.locator("#conv-list li").first
     expect(first).to_contain_text("needs a person")
     expect(first).to_contain_text("Recipient 1")

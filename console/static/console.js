@@ -23,6 +23,15 @@
     target.innerHTML = html;
   }
 
+  // the tab's title counts the conversations waiting for a person, so a hand-off is seen from afar
+  const baseTitle = document.title.replace(/^\(\d+\) /, "");
+  function countWaiting() {
+    const waiting = Array.from(document.querySelectorAll("#conv-list li"))
+      .filter((li) => li.querySelector(".chip.needs_person, .chip.failed")).length;
+    document.title = waiting ? "(" + waiting + ") " + baseTitle : baseTitle;
+  }
+  countWaiting();
+
   // --- live updates --------------------------------------------------------------------------
   const pending = new Set();
   let timer = null;
@@ -41,6 +50,7 @@
         }
         await refresh(each);
         if (each === "thread-wrap" && nearEnd) scrollThreadToEnd();
+        if (each === "inbox-list") countWaiting();
       }
     }, 250);
   }
