@@ -42,6 +42,26 @@ def _outage_cause(exc: BaseException) -> bool:
     return False
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8:
+        chain.append(current)
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return chain
+
+
+def is_bad_value(exc: BaseException) -> bool:
+    """A value the column cannot hold (SQLSTATE class 22, an int beyond int32/int64): the client's input."""
+    for cause in _causes(exc):
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(cause, OverflowError | sa_exc.DataError) or type(cause).__name__ == "DataError":
+            return True
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+            return True
+    return False
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """Whether an exception means "the database is not reachable now", not a bug in a query."""
     if isinstance(exc, sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError):
@@ -64,7 +84,7 @@ def install_outage_handlers(app: FastAPI) -> None:
     """Map database outages to 503 and out-of-range values to 422; any other error keeps its 500."""
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, OverflowError | sa_exc.DataError):
+        if is_bad_value(exc):
             # a number or text the column cannot hold (an id of 30 digits): the client's mistake
             return JSONResponse(status_code=422, content={"detail": "a value is out of range"})
         if not is_database_outage(exc):

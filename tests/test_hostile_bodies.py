@@ -10,7 +10,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import exc as sa_exc
 
 from app import build_context, create_app
-from core.resilience import is_database_outage
+from core.resilience import is_bad_value, is_database_outage
 
 BODY_METHODS = ("post", "put", "patch")
 
@@ -108,6 +108,8 @@ class TestDatabaseOutage:
         assert not is_database_outage(integrity)
         assert is_database_outage(sa_exc.OperationalError("SELECT 1", {}, ConnectionRefusedError()))
         assert is_database_outage(ConnectionRefusedError())
+        out_of_range = sa_exc.DBAPIError("SELECT", {}, OverflowError("value out of int32 range"))
+        assert is_bad_value(out_of_range) and not is_database_outage(out_of_range)
 
     @pytest.mark.parametrize("status", [503])
     def test_the_503_is_documented_by_its_body(self, status):

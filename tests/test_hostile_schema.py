@@ -1,6 +1,6 @@
 """Schemathesis over the app's OpenAPI schema: generated valid and invalid requests never get a 5xx.
 
-The app runs in-process (schemathesis's ASGI client runs its lifespan) on a seeded SQLite copy, so
+The app runs in-process (schemathesis's ASGI client runs its lifespan) on seeded SQLite and PostgreSQL, so
 the generated requests reach real data: ACME's plan, deliveries and tracking numbers. Examples are
 bounded per operation to keep the suite fast.
 """
@@ -8,7 +8,6 @@ bounded per operation to keep the suite fast.
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import pytest
 import schemathesis
@@ -41,10 +40,8 @@ async def _seed(url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def seeded_app(sqlite_template, tmp_path):
-    path = tmp_path / "schema.db"
-    shutil.copy(sqlite_template, path)
-    url = f"sqlite:///{path}"
+def seeded_app(database_url):
+    url = database_url  # a migrated SQLite copy, or the emptied PostgreSQL test database
     headers = asyncio.run(_seed(url))
     app = create_app(
         Settings(
