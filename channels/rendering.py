@@ -1,10 +1,11 @@
 """Neutral replies rendered for SMS and WhatsApp.
 
-SMS has no buttons: options become numbered lines ("Reply 1 for ..."), typographic characters that
-would force UCS-2 are replaced by their GSM-7 equivalents, and every message knows its encoding and
-segment count. WhatsApp allows free text and up to three quick replies only within 24 hours of the
-recipient's last message; outside that window only an approved template (Content SID) may go, and a
-message without one is refused here rather than left for Twilio to fail with 63016.
+SMS has no buttons: options become numbered lines ("Reply 1 for ..."), characters that would force
+UCS-2 are replaced by their GSM-7 equivalents where the language allows (core/sms.py, the same code
+the template editor counts with), and every message knows its encoding and segment count.
+WhatsApp allows free text and up to three quick replies only within 24 hours of the recipient's last
+message; outside that window only an approved template (Content SID) may go, and a message without
+one is refused here rather than left for Twilio to fail with 63016.
 """
 
 from __future__ import annotations
@@ -19,16 +20,10 @@ from bot.messages import CAPABILITIES, Option
 from core import sms
 from core.models import Channel
 
-TWILIO_MAX_CHARS = 1600  # Twilio refuses longer bodies, SMS or WhatsApp (21617)
+TWILIO_MAX_CHARS = sms.TWILIO_MAX_CHARS
 WHATSAPP_WINDOW = timedelta(hours=CAPABILITIES[Channel.whatsapp].messaging_window_hours or 24)
 WHATSAPP_MAX_QUICK_REPLIES = CAPABILITIES[Channel.whatsapp].max_buttons
 OUTSIDE_WINDOW = "outside 24h window, no approved template (63016)"
-
-_REPLY_LINE = {
-    "en": "Reply {n} for {label}",
-    "fr": "Répondez {n} pour {label}",
-    "es": "Responda {n} para {label}",
-}
 
 
 class RenderError(ValueError):
@@ -50,20 +45,8 @@ def as_options(options: Sequence[Option | Mapping[str, str]]) -> tuple[Option, .
     )
 
 
-def language(locale: str) -> str:
-    return locale.replace("-", "_").split("_", 1)[0].lower() or "en"
-
-
-def numbered_lines(options: Sequence[Option], locale: str) -> list[str]:
-    line = _REPLY_LINE.get(language(locale), _REPLY_LINE["en"])
-    return [line.format(n=i, label=o.label) for i, o in enumerate(options, start=1)]
-
-
-def with_numbered_options(text: str, options: Sequence[Option], locale: str) -> str:
-    if not options:
-        return text
-    lines = "\n".join(numbered_lines(options, locale))
-    return f"{text}\n{lines}" if text else lines
+def labels(options: Sequence[Option]) -> list[str]:
+    return [o.label for o in options]
 
 
 def fit(
@@ -74,14 +57,10 @@ def fit(
     limit: int = TWILIO_MAX_CHARS,
 ) -> str:
     """Text and numbered options, transformed, within Twilio's limit: the text is cut, never the options."""
-    body = transform(with_numbered_options(text, options, locale))
-    if len(body) <= limit:
-        return body
-    tail = transform("\n" + "\n".join(numbered_lines(options, locale))) if options else ""
-    keep = limit - len(tail) - 3
-    if keep < 1:
-        raise RenderError("the options alone exceed the 1,600 characters Twilio accepts")
-    return transform(text)[:keep].rstrip() + "..." + tail
+    try:
+        return sms.fit(text, labels(options), locale, transform, limit)
+    except sms.SmsTooLong as exc:
+        raise RenderError(str(exc)) from exc
 
 
 # --- SMS -----------------------------------------------------------------------------------------
@@ -95,12 +74,19 @@ class SmsRendering:
 
 
 def render_sms(
-    text: str, options: Sequence[Option | Mapping[str, str]] = (), locale: str = "en"
+    text: str,
+    options: Sequence[Option | Mapping[str, str]] = (),
+    locale: str = "en",
+    retailer_settings: Mapping[str, Any] | None = None,
 ) -> SmsRendering:
-    """Numbered options, GSM-7 where a plain character means the same, cut to Twilio's 1,600."""
-    body = fit(text, as_options(options), locale, sms.plain)
-    cost = sms.cost(body)
-    return SmsRendering(body=body, encoding=cost.encoding, segments=cost.segments)
+    """Numbered options, GSM-7 where a plain letter reads the same (unless the retailer turned
+    `sms_smart_encoding` off), cut to Twilio's 1,600."""
+    smart = sms.smart_encoding(retailer_settings, locale)
+    try:
+        message = sms.compose(text, labels(as_options(options)), locale, smart=smart)
+    except sms.SmsTooLong as exc:
+        raise RenderError(str(exc)) from exc
+    return SmsRendering(body=message.body, encoding=message.encoding, segments=message.segments)
 
 
 # --- WhatsApp ------------------------------------------------------------------------------------
@@ -223,7 +209,7 @@ def preview(
 ) -> dict[str, Any]:
     """What SMS or WhatsApp would send for a reply, as a JSON-friendly dict."""
     if channel == Channel.sms:
-        rendered = render_sms(text, options, locale)
+        rendered = render_sms(text, options, locale, retailer_settings)
         return {
             "channel": "sms",
             "body": rendered.body,

@@ -170,7 +170,9 @@ class TwilioSender:
         }
         try:
             if message.channel == Channel.sms:
-                sms_text = rendering.render_sms(message.body, message.options, info.locale)
+                sms_text = rendering.render_sms(
+                    message.body, message.options, info.locale, info.retailer_settings
+                )
                 fields["body"] = sms_text.body
                 segments, encoding = sms_text.segments, sms_text.encoding
             else:

@@ -34,9 +34,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from core import sms
 from core.config import ROOT
 from core.models import Channel, Retailer, Template, utcnow
-from core.sms import cost, plain
+from core.sms import plain
 from notifications.events import EVENTS, FILE_CHANNEL, LOCALES, EventSpec, check_key
 
 TEMPLATE_DIR = ROOT / "templates"
@@ -348,19 +349,15 @@ def options_for(spec: EventSpec, locale: str) -> list[dict[str, str]]:
     return [{"label": option.label(locale), "payload": option.payload} for option in spec.options]
 
 
-# the lines channels/rendering.py appends on SMS (kept in step with it: the segment count depends on them)
-_REPLY_LINE = {
-    "en": "Reply {n} for {label}",
-    "fr": "Répondez {n} pour {label}",
-    "es": "Responda {n} para {label}",
-}
-
-
-def sms_with_options(body: str, options: Iterable[dict[str, str]], locale: str = "en") -> str:
-    """The SMS as the phone shows it: options become numbered lines the recipient answers with."""
-    line = _REPLY_LINE.get(locale.split("_")[0], _REPLY_LINE["en"])
-    lines = [line.format(n=i, label=o["label"]) for i, o in enumerate(options, start=1)]
-    return plain("\n".join([body, *lines])) if lines else body
+def sms_message(
+    body: str, options: Iterable[dict[str, str]], locale: str = "en", *, smart: bool = True
+) -> sms.SmsMessage:
+    """The SMS as the phone shows it and what it costs: the same `core.sms.compose` the sender uses,
+    so the editor's count is the outbox row's count."""
+    try:
+        return sms.compose(body, [o["label"] for o in options], locale, smart=smart)
+    except sms.SmsTooLong as exc:
+        raise TemplateProblem(str(exc)) from None
 
 
 # --- defaults and overrides ----------------------------------------------------------------------
@@ -624,6 +621,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     segments: int | None = None
     encoding: str | None = None
+    sms_body: str = ""
     characters: int = 0
     content_variables: dict[str, str] = field(default_factory=dict)
 
@@ -634,16 +632,19 @@ class Report:
             "options": self.options,
             "errors": self.errors,
             "warnings": self.warnings,
-            "sms": {"segments": self.segments, "encoding": self.encoding} if self.segments else None,
+            "sms": (
+                {
+                    "segments": self.segments,
+                    "encoding": self.encoding,
+                    "body": self.sms_body,
+                    "characters": len(self.sms_body),
+                }
+                if self.segments
+                else None
+            ),
             "characters": self.characters,
             "content_variables": self.content_variables,
         }
-
-
-def _non_gsm(text: str) -> str:
-    from core.sms import is_gsm7
-
-    return "".join(sorted({ch for ch in text if not is_gsm7(ch)}))
 
 
 def validate(
@@ -703,19 +704,7 @@ def validate(
         if "STOP" not in body:
             report.errors.append({"line": None, "msg": "a first message says how to stop: include STOP"})
     if channel == Channel.sms:
-        limit = int(retailer.settings.get("sms_max_segments", SMS_MAX_SEGMENTS))
-        worst = max(
-            (sms_with_options(t, report.options, locale) for t in texts), key=lambda t: cost(t).segments
-        )
-        sms_cost = cost(sms_with_options(texts[0], report.options, locale))
-        report.segments, report.encoding = sms_cost.segments, sms_cost.encoding
-        if cost(worst).segments > limit:
-            report.errors.append(
-                {"line": None, "msg": f"{cost(worst).segments} SMS segments; at most {limit} are allowed"}
-            )
-        if sms_cost.encoding == "UCS-2":
-            culprits = _non_gsm(sms_with_options(texts[0], report.options, locale))
-            report.warnings.append(f"UCS-2 encoding (70 characters a segment) because of: {culprits}")
+        _check_sms(retailer, locale, texts, report)
     elif channel == Channel.whatsapp:
         if len(texts[0]) > WHATSAPP_BODY_LIMIT:
             report.errors.append(
@@ -740,6 +729,28 @@ def validate(
     elif len(texts[0]) > 4096:
         report.errors.append({"line": None, "msg": "Telegram messages have at most 4096 characters"})
     return report
+
+
+def _check_sms(retailer: Retailer, locale: str, texts: list[str], report: Report) -> None:
+    """Segments and encoding of the final SMS (numbered options, smart encoding as the retailer set it)."""
+    smart = sms.smart_encoding(retailer.settings, locale)
+    limit = int(retailer.settings.get("sms_max_segments", SMS_MAX_SEGMENTS))
+    try:
+        messages = [sms_message(t, report.options, locale, smart=smart) for t in texts]
+    except TemplateProblem as exc:
+        report.errors.append(exc.as_dict())
+        return
+    final = messages[0]
+    report.sms_body, report.segments, report.encoding = final.body, final.segments, final.encoding
+    if final.encoding == "GSM-7" and smart:
+        report.text = sms.to_gsm7(texts[0])
+    worst = max(m.segments for m in messages)
+    if worst > limit:
+        report.errors.append({"line": None, "msg": f"{worst} SMS segments; at most {limit} are allowed"})
+    if final.encoding == "UCS-2":
+        culprits = sms.unencodable(final.body, smart=smart)
+        hint = "" if smart else " (smart encoding is off: settings.sms_smart_encoding)"
+        report.warnings.append(f"UCS-2 encoding (70 characters a segment) because of: {culprits}{hint}")
 
 
 def _line_of(body: str, name: str) -> int | None:

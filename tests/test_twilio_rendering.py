@@ -40,15 +40,31 @@ class TestSms:
         assert rendered.body == "Jeudi 3 déc., 14 h - 16 h. L'équipe"
         assert (rendered.encoding, rendered.segments) == ("GSM-7", 1)
 
-    def test_a_character_outside_gsm7_that_carries_meaning_is_kept_and_costs_ucs2(self):
-        rendered = render_sms("Votre colis arrive à la boîte aux lettres")
-        assert "boîte" in rendered.body
-        assert rendered.encoding == "UCS-2"
+    def test_an_accent_outside_gsm7_becomes_its_plain_letter_so_the_text_stays_gsm7(self):
+        rendered = render_sms("Votre colis arrive à la boîte aux lettres, reçu?")
+        assert rendered.body == "Votre colis arrive à la boite aux lettres, recu?"
+        assert (rendered.encoding, rendered.segments) == ("GSM-7", 1)
+
+    def test_a_retailer_that_turned_smart_encoding_off_keeps_its_accents_and_pays_ucs2(self):
+        settings = {"sms_smart_encoding": False}
+        rendered = render_sms("Votre colis arrive à la boîte aux lettres", (), "fr_CA", settings)
+        assert "boîte" in rendered.body and rendered.encoding == "UCS-2"
+
+    def test_smart_encoding_can_be_turned_off_for_one_language_only(self):
+        settings = {"sms_smart_encoding": {"fr": False}}
+        assert render_sms("boîte", (), "fr_CA", settings).body == "boîte"
+        assert render_sms("¿Cuándo?", (), "es", settings).body == "¿Cuando?"
+
+    def test_an_emoji_keeps_the_message_ucs2_and_its_accents(self):
+        rendered = render_sms("Votre colis arrive bientôt 🚚", OPTIONS, "fr_CA")
+        assert "bientôt 🚚" in rendered.body and rendered.encoding == "UCS-2"
 
     def test_segments_are_counted_for_long_texts(self):
         assert render_sms("a" * 160).segments == 1
         assert render_sms("a" * 161).segments == 2
-        assert render_sms("ç" * 71).segments == 2
+        assert render_sms("ç" * 71).segments == 1  # 71 "c" in GSM-7
+        assert render_sms("ç" * 71, (), "fr_CA", {"sms_smart_encoding": False}).segments == 2
+        assert render_sms("🙂" * 36).segments == 2  # 72 UTF-16 units
 
     def test_a_text_longer_than_twilio_accepts_is_cut_but_keeps_its_options(self):
         rendered = render_sms("x" * 2000, OPTIONS)

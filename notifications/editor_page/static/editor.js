@@ -44,7 +44,7 @@
     $("tpl-preview-options").replaceChildren(...(report.options || []).map((o) => el("li", o.label)));
     const sms = report.sms;
     $("tpl-segments").textContent = sms
-      ? sms.segments + " SMS segment" + (sms.segments > 1 ? "s" : "") + " · " + sms.encoding + " · " + report.characters + " characters"
+      ? sms.segments + " SMS segment" + (sms.segments > 1 ? "s" : "") + " · " + sms.encoding + " · " + sms.characters + " characters with the numbered replies"
       : report.characters + " characters";
     showProblems(report.errors, report.warnings);
   }
