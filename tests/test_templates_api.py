@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from channels.rendering import render_sms
+from core.models import Retailer
+
 BASE = "/api/v1/templates"
 KEY = "window_assigned/en/sms"
 GOOD = "{{ brand }}: {{ tracking }} comes {{ window|window }}. Reply STOP to opt out."
@@ -114,6 +117,40 @@ class TestPreview:
         body = "{{ brand }} – it’s “here” STOP {{ window|window }}"
         data = (await client.post(f"{BASE}/{KEY}/preview", json={"body": body}, headers=acme.headers)).json()
         assert '- it\'s "here"' in data["text"] and data["sms"]["encoding"] == "GSM-7"
+
+    async def test_a_spanish_preview_counts_the_sms_the_sender_will_send(self, client, acme):
+        data = (
+            await client.post(
+                f"{BASE}/attempt_failed/es/sms/preview", json={"body": None}, headers=acme.headers
+            )
+        ).json()
+        sent = render_sms(data["text"], data["options"], "es", {})
+        assert data["sms"]["body"] == sent.body and data["sms"]["characters"] == len(sent.body)
+        assert (data["sms"]["segments"], data["sms"]["encoding"]) == (sent.segments, sent.encoding)
+        assert sent.encoding == "GSM-7" and "Responda 1 para" in sent.body
+        assert not any("UCS-2" in w for w in data["warnings"])
+
+    async def test_a_retailer_that_keeps_exact_accents_sees_ucs2_in_the_preview(self, ctx, client, acme):
+        async with ctx.uow() as uow:
+            retailer = await uow.session.get(Retailer, acme.retailer_id)
+            assert retailer is not None
+            retailer.settings = {**retailer.settings, "sms_smart_encoding": {"es": False}}
+            uow.session.add(retailer)
+            await uow.commit()
+        body = "{{ brand }}: ¿cambió la dirección de {{ tracking }}? {{ window|window }} STOP"
+        data = (
+            await client.post(
+                f"{BASE}/window_assigned/es/sms/preview", json={"body": body}, headers=acme.headers
+            )
+        ).json()
+        assert "cambió la dirección" in data["text"] and data["sms"]["encoding"] == "UCS-2"
+        assert any("because of: ó" in w for w in data["warnings"])
+        fr = (
+            await client.post(
+                f"{BASE}/window_assigned/fr_CA/sms/preview", json={"body": body}, headers=acme.headers
+            )
+        ).json()
+        assert "cambio la direccion" in fr["text"] and fr["sms"]["encoding"] == "GSM-7"
 
     async def test_windows_are_localised(self, client, acme):
         body = "{{ window|window }} {{ brand }} STOP"

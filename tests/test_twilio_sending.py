@@ -14,6 +14,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from channels.outbox_worker import OutboxMessageFailed, drain
 from channels.rendering import OUTSIDE_WINDOW
+from core import sms
 from core.config import Settings
 from core.context import AppContext
 from core.models import Channel, Conversation, OutboxMessage, OutboxStatus, Recipient, utcnow
@@ -107,15 +108,43 @@ class TestSms:
         assert "Répondez 1 pour Tomorrow 2-4 PM" in message.body
         assert (await row_of(app_ctx, row_id)).encoding == "GSM-7"
 
-    async def test_a_french_text_that_needs_ucs2_says_so_and_counts_its_segments(
+    async def test_a_french_text_goes_in_gsm7_with_plain_letters_for_the_accents_gsm7_lacks(
         self, app_ctx: AppContext, twilio_api: FakeTwilioApi
     ):
         body = "Votre colis arrivera à la boîte aux lettres: " + "ça " * 20
         row_id = await put(app_ctx, body=body)
         await drain(app_ctx)
         row = await row_of(app_ctx, row_id)
+        assert twilio_api.messages[0].body == "Votre colis arrivera à la boite aux lettres: " + "ca " * 20
+        assert (row.encoding, row.segments) == ("GSM-7", 1)
+
+    async def test_a_retailer_that_keeps_exact_accents_pays_ucs2_and_the_row_counts_its_segments(
+        self, app_ctx: AppContext, twilio_api: FakeTwilioApi
+    ):
+        tenant = await make_tenant(app_ctx, "maple", settings={"sms_smart_encoding": False})
+        body = "Votre colis arrivera à la boîte aux lettres: " + "ça " * 20
+        row_id = await put(app_ctx, retailer_id=tenant.retailer_id, body=body)
+        await drain(app_ctx)
+        row = await row_of(app_ctx, row_id)
         assert (row.encoding, row.segments) == ("UCS-2", 2)
         assert twilio_api.messages[0].body == body
+
+    async def test_a_spanish_reply_with_options_is_one_gsm7_segment(
+        self, app_ctx: AppContext, twilio_api: FakeTwilioApi
+    ):
+        tenant = await make_tenant(app_ctx, "sol", default_locale="es")
+        options = [{"label": "Sí", "payload": "yes"}, {"label": "Otra ventana", "payload": "no"}]
+        body = "¿Confirmamos la entrega del jueves, de 14:00 a 16:00, en la dirección indicada?"
+        row_id = await put(app_ctx, retailer_id=tenant.retailer_id, body=body, options=options)
+        await drain(app_ctx)
+        sent = twilio_api.messages[0].body
+        assert sent.startswith(
+            "¿Confirmamos la entrega del jueves, de 14:00 a 16:00, en la direccion indicada?"
+        )
+        assert sent.endswith("Responda 1 para Si\nResponda 2 para Otra ventana")
+        row = await row_of(app_ctx, row_id)
+        assert (row.encoding, row.segments) == ("GSM-7", 1)
+        assert sms.cost(sent).segments == row.segments  # what Twilio will bill for
 
     async def test_the_rows_own_from_address_wins(self, app_ctx: AppContext, twilio_api: FakeTwilioApi):
         await put(app_ctx, from_address="+15145550188")
