@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from app import create_app
 from bot.messages import Option, OutboundMessage
 from channels.outbox_worker import drain
-from channels.sandbox import new_session_id, sandbox_enabled, session_recipient
+from channels.sandbox import new_session_id, renderings, sandbox_enabled, session_recipient
 from core.config import Settings
 from core.context import AppContext
 from core.models import Channel, OutboxMessage, OutboxStatus
@@ -296,3 +296,20 @@ class TestTheHomePage:
     async def test_the_root_leads_a_newcomer_to_the_sandbox(self, client):
         response = await client.get("/")
         assert response.status_code in (302, 307) and response.headers["location"] == "/sandbox"
+
+
+class TestSmsPreviewFollowsTheRetailersEncoding:
+    REPLY = OutboundMessage(
+        text="¿Cambiamos la dirección de entrega?",
+        options=(Option("Sí", "yes"), Option("No", "no")),
+    )
+
+    def test_the_sms_preview_is_what_the_sender_sends_in_gsm7(self):
+        sms = renderings(self.REPLY, "es", {})["sms"]
+        assert sms["body"] == "¿Cambiamos la direccion de entrega?\nResponda 1 para Si\nResponda 2 para No"
+        assert (sms["encoding"], sms["segments"]) == ("GSM-7", 1)
+
+    def test_a_retailer_that_keeps_exact_accents_sees_them_in_ucs2(self):
+        sms = renderings(self.REPLY, "es", {"sms_smart_encoding": False})["sms"]
+        assert "dirección" in sms["body"] and "Responda 1 para Sí" in sms["body"]
+        assert sms["encoding"] == "UCS-2"
