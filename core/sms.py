@@ -210,6 +210,9 @@ class SmsMessage:
 def compose(text: str, labels: Sequence[str] = (), locale: str = "en", *, smart: bool = True) -> SmsMessage:
     """The final SMS and what it costs: the one function behind the outbox row's segments, the
     template editor's count and the sandbox preview."""
-    body = fit(text, labels, locale, to_gsm7 if smart else plain)
+    body = fit(text, labels, locale, plain)
+    if smart and not is_gsm7(body):
+        converted = fit(text, labels, locale, to_gsm7)  # a cut text converts its parts one by one
+        body = converted if is_gsm7(converted) else body
     price = cost(body)
     return SmsMessage(body=body, encoding=price.encoding, units=price.units, segments=price.segments)

@@ -123,6 +123,10 @@ class TestNumberedOptions:
         with pytest.raises(SmsTooLong):
             compose("?", ["x" * 1700], "en")
 
+    def test_a_cut_text_with_an_emoji_in_its_options_keeps_its_accents(self):
+        message = compose("Llegó " * 400, ["Sí 👍", "No"], "es")
+        assert message.encoding == "UCS-2" and "Llegó" in message.body and "Sí 👍" in message.body
+
 
 def _catalogue(locale: str) -> list[str]:
     with (ROOT / "locales" / locale / "LC_MESSAGES" / "messages.po").open("rb") as handle:
