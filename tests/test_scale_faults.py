@@ -237,3 +237,32 @@ class TestStartingTogether:
         finally:
             with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    async def test_app_py_serve_with_two_workers_has_exactly_one_scheduler_leader(self, tmp_path):
+        with fresh_database() as database_url:
+            port = free_port()
+            log = (tmp_path / "serve.log").open("wb")
+            server = await asyncio.create_subprocess_exec(
+                sys.executable, "app.py", "serve", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", "2", cwd=ROOT, env=app_environment(database_url, port), stdout=log, stderr=log,
+            )  # fmt: skip
+            try:
+                leaders: collections.Counter[str] = collections.Counter()
+
+                async def both_workers_seen() -> bool:
+                    try:
+                        async with httpx.AsyncClient(timeout=3.0) as http:  # a new connection: any worker
+                            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                    except httpx.HTTPError:
+                        return False
+                    for line in text.splitlines():
+                        if line.startswith("doorstep_scheduler_leader "):
+                            leaders[line.split()[1]] += 1
+                    return leaders["1.0"] >= 3 and leaders["0.0"] >= 3
+
+                await wait_for(both_workers_seen, 90, 0.1, what="both workers answering, one of them leading")
+                assert set(leaders) == {"1.0", "0.0"}, "two workers: one leads, the other follows"
+            finally:
+                server.terminate()
+                await server.wait()
+                log.close()
