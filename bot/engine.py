@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.dialogs.conversation import Dialogs, Understand
 from bot.dialogs.turn import Turn
@@ -40,7 +42,7 @@ from core.models import (
     Owner,
     Recipient,
 )
-from core.outbox import enqueue
+from core.outbox import outbox_row
 from core.ratelimit import tracking_guess_limiter
 from core.redis import shared_redis
 
@@ -116,8 +118,6 @@ class ConversationEngine:
                 created_at=now,
             )
             uow.session.add(inbound)
-            conversation.last_inbound_at = now
-            conversation.updated_at = now
             if conversation.status == ConversationStatus.closed:
                 conversation.status = ConversationStatus.open
             if message.channel == Channel.whatsapp:
@@ -127,8 +127,7 @@ class ConversationEngine:
                 ).all():
                     recipient.whatsapp_last_inbound_at = now
                     uow.session.add(recipient)
-            uow.session.add(conversation)
-            await uow.session.flush()
+            await uow.session.flush()  # the inbound message's id keys the replies
             inbound_id = inbound.id or 0
             turn = await self._turn(uow, message, conversation, now)
             if conversation.owner == Owner.agent:
@@ -139,6 +138,7 @@ class ConversationEngine:
                             conversation.id or 0, conversation.retailer_id, inbound_id, message.channel
                         )
                     )
+                    self._touch(uow, conversation, now)
                     await uow.commit()
                     log.info("inbound_for_agent", conversation_id=conversation.id, channel=message.channel)
                     return []
@@ -149,9 +149,9 @@ class ConversationEngine:
             uow.record(
                 MessageReceived(conversation.id or 0, conversation.retailer_id, inbound_id, message.channel)
             )
-            await self._send(uow, turn, inbound_id)
             await self.state_store.save(uow, conversation, turn.state)
-            uow.session.add(conversation)
+            self._touch(uow, conversation, now)
+            await self._send(uow, turn, inbound_id)
             await uow.commit()
             log.info(
                 "conversation_turn",
@@ -164,25 +164,28 @@ class ConversationEngine:
 
     # --- steps -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _touch(uow: UnitOfWork, conversation: Conversation, now: datetime) -> None:
+        """Stamped at the end of the turn, so the row is written once with the dialog's changes."""
+        conversation.last_inbound_at = now
+        conversation.updated_at = now
+        uow.session.add(conversation)
+
     async def _claim(self, uow: UnitOfWork, message: InboundMessage, now: datetime) -> bool:
-        """Record the provider's message id; False when this webhook was already handled."""
+        """Record the provider's message id; False when this webhook was already handled.
+
+        One `INSERT ... ON CONFLICT DO NOTHING RETURNING id` (PostgreSQL and SQLite alike): a retried
+        webhook, even one handled concurrently by another worker, inserts nothing and returns no row.
+        """
         provider, external_id = str(message.channel), (message.provider_id or "")[:64]
-        seen = (
-            await uow.session.exec(
-                select(InboundReceipt).where(
-                    InboundReceipt.provider == provider, InboundReceipt.external_id == external_id
-                )
-            )
-        ).first()
-        if seen is not None:
-            return False
-        uow.session.add(InboundReceipt(provider=provider, external_id=external_id, received_at=now))
-        try:
-            await uow.session.flush()
-        except IntegrityError:  # the same webhook, handled concurrently by another worker
-            await uow.session.rollback()
-            return False
-        return True
+        insert = postgresql_insert if is_postgres(self._ctx.engine) else sqlite_insert
+        statement = (
+            insert(InboundReceipt)
+            .values(provider=provider, external_id=external_id, received_at=now)
+            .on_conflict_do_nothing(index_elements=["provider", "external_id"])
+            .returning(col(InboundReceipt.id))
+        )
+        return (await uow.session.execute(statement)).first() is not None
 
     async def _conversation(self, uow: UnitOfWork, message: InboundMessage, now: datetime) -> Conversation:
         """The conversation of this sender on this channel and service number, locked for the turn."""
@@ -255,39 +258,59 @@ class ConversationEngine:
         return turn
 
     async def _send(self, uow: UnitOfWork, turn: Turn, inbound_id: int) -> None:
-        """Each reply becomes a message of the conversation and an outbox row, in this transaction."""
+        """Each reply becomes a message of the conversation and an outbox row, in this transaction.
+
+        The keys `reply:<inbound id>:<n>` are new (the inbound message was just stored), so the rows
+        are added without looking for an existing one, and each kind goes in one batched INSERT.
+        """
         conversation, message = turn.conversation, turn.message
+        if not turn.replies:
+            return
         recipient = turn.recipient
-        for index, reply in enumerate(turn.replies):
-            options = [{"label": o.label, "payload": o.payload} for o in reply.options]
-            outbox = await enqueue(
-                uow.session,
+        recipient_id = recipient.id if recipient is not None else conversation.recipient_id
+        options = [
+            [{"label": o.label, "payload": o.payload} for o in reply.options] for reply in turn.replies
+        ]
+        rows = [
+            outbox_row(
                 channel=message.channel,
                 to_address=message.sender,
                 from_address=message.service_address,
                 body=reply.text,
-                options=options,
+                options=choices,
                 idempotency_key=f"reply:{inbound_id}:{index}",
                 conversation_id=conversation.id,
                 retailer_id=conversation.retailer_id,
-                recipient_id=recipient.id if recipient is not None else conversation.recipient_id,
+                recipient_id=recipient_id,
                 template_key=reply.template_key,
             )
-            sent = Message(
+            for index, (reply, choices) in enumerate(zip(turn.replies, options, strict=True))
+        ]
+        uow.session.add_all(rows)
+        await uow.session.flush()
+        sent = [
+            Message(
                 conversation_id=conversation.id or 0,
                 channel=message.channel,
                 direction=Direction.outbound,
                 author=Author.bot,
                 text=reply.text,
-                options=options,
-                outbox_id=outbox.id,
+                options=choices,
+                outbox_id=row.id,
                 created_at=turn.now,
             )
-            uow.session.add(sent)
-            await uow.session.flush()
+            for reply, choices, row in zip(turn.replies, options, rows, strict=True)
+        ]
+        uow.session.add_all(sent)
+        await uow.session.flush()
+        for reply_message, row in zip(sent, rows, strict=True):
             uow.record(
                 MessageSent(
-                    conversation.id or 0, conversation.retailer_id, sent.id or 0, message.channel, outbox.id
+                    conversation.id or 0,
+                    conversation.retailer_id,
+                    reply_message.id or 0,
+                    message.channel,
+                    row.id,
                 )
             )
 

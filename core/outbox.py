@@ -40,7 +40,44 @@ async def enqueue(
     ).first()
     if existing is not None:
         return existing
-    message = OutboxMessage(
+    message = outbox_row(
+        channel=channel,
+        to_address=to_address,
+        from_address=from_address,
+        body=body,
+        options=options,
+        idempotency_key=idempotency_key,
+        retailer_id=retailer_id,
+        conversation_id=conversation_id,
+        recipient_id=recipient_id,
+        content_sid=content_sid,
+        content_variables=content_variables,
+        not_before=not_before,
+        **extra,
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+def outbox_row(
+    *,
+    channel: Channel,
+    to_address: str,
+    body: str,
+    idempotency_key: str,
+    options: Sequence[dict[str, str]] = (),
+    retailer_id: int | None = None,
+    conversation_id: int | None = None,
+    recipient_id: int | None = None,
+    from_address: str = "",
+    content_sid: str | None = None,
+    content_variables: dict[str, str] | None = None,
+    not_before: datetime | None = None,
+    **extra: Any,
+) -> OutboxMessage:
+    """A new outbox row, not yet added: for callers whose idempotency key cannot exist yet."""
+    return OutboxMessage(
         channel=channel,
         to_address=to_address,
         from_address=from_address,
@@ -55,6 +92,3 @@ async def enqueue(
         next_attempt_at=not_before or utcnow(),
         **extra,
     )
-    session.add(message)
-    await session.flush()
-    return message

@@ -241,6 +241,22 @@ async def _plans_on(session: AsyncSession, retailer_id: int, day: date) -> list[
     )
 
 
+async def _plans_between(session: AsyncSession, retailer_id: int, first: date, last: date) -> list[RoutePlan]:
+    return list(
+        (
+            await session.exec(
+                select(RoutePlan)
+                .where(
+                    RoutePlan.retailer_id == retailer_id,
+                    col(RoutePlan.day) >= first,
+                    col(RoutePlan.day) <= last,
+                )
+                .order_by(col(RoutePlan.id))
+            )
+        ).all()
+    )
+
+
 @dataclass
 class _Locked:
     delivery: Delivery
@@ -386,9 +402,23 @@ async def _offers(
         else (delivery.window_start, delivery.window_end)
     )
     offers: list[WindowOffer] = []
-    for offset in range(max(1, min(days, MAX_DAYS))):
+    day_count = max(1, min(days, MAX_DAYS))
+    last_day = first_day + timedelta(days=day_count - 1)
+    # one query for the plans of every day asked, one for the pool places of the days without a plan
+    plans_by_day: dict[date, list[RoutePlan]] = {}
+    for plan in await _plans_between(session, retailer.id or 0, first_day, last_day):
+        plans_by_day.setdefault(plan.day, []).append(plan)
+    pool_slots = {
+        day: [s for s in _pool_slots(retailer, day, tz) if s[0] >= earliest and s != current]
+        for offset in range(day_count)
+        if (day := first_day + timedelta(days=offset)) not in plans_by_day and not white_glove
+    }
+    taken = await _pool_taken(
+        session, retailer.id or 0, [s[0] for slots in pool_slots.values() for s in slots]
+    )
+    for offset in range(day_count):
         day = first_day + timedelta(days=offset)
-        plans = await _plans_on(session, retailer.id or 0, day)
+        plans = plans_by_day.get(day, [])
         if plans:
             best: dict[datetime, WindowOffer] = {}
             for plan in plans:
@@ -414,9 +444,7 @@ async def _offers(
                         best[start] = offer
             offers.extend(best.values())
         elif not white_glove:
-            slots = [s for s in _pool_slots(retailer, day, tz) if s[0] >= earliest and s != current]
-            taken = await _pool_taken(session, retailer.id or 0, [s[0] for s in slots])
-            for start, end in slots:
+            for start, end in pool_slots[day]:
                 used, _ = taken.get(start, (0, 0))
                 if used < slot_capacity(retailer, start.astimezone(tz)):
                     offers.append(WindowOffer(start, end, day))
