@@ -500,3 +500,79 @@ class TestWhatsAppWindow:
         assert outbox and all(
             row.template_key for row in outbox
         )  # the kind picks a template if the window closes
+
+
+class TestHandoffBeforeTheRetailerIsKnown:
+    async def test_a_first_message_asking_for_a_person_is_tied_to_the_one_retailer_of_the_phone(
+        self, ctx, acme, globex
+    ):
+        await load_small_plan(ctx, acme.retailer_id)
+        recorder = Recorder()
+        ctx.event_handlers.append(recorder)
+        chat = Chat(
+            engine_for(ctx, ScriptedUnderstanding({"agent please": understood(Intent.human)})),
+            Channel.sms,
+            ADA,
+        )
+        assert "passing you to a person" in await chat.say("agent please")
+        conversation = (await rows(ctx, Conversation))[0]
+        ada = (await rows(ctx, Recipient, Recipient.phone == ADA))[0]
+        t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
+        assert conversation.status == ConversationStatus.needs_person
+        assert (conversation.retailer_id, conversation.recipient_id) == (acme.retailer_id, ada.id)
+        assert conversation.delivery_id == t001.id
+        assert [e.retailer_id for e in recorder.of(HandoffRequested)] == [acme.retailer_id]
+
+    async def test_a_linked_telegram_chat_asking_for_a_person_is_tied_to_its_retailer(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        async with ctx.uow() as uow:
+            ada = (await uow.session.exec(select(Recipient).where(Recipient.phone == ADA))).one()
+            ada.telegram_chat_id = 777001
+            uow.session.add(ada)
+            await uow.commit()
+        chat = Chat(
+            engine_for(ctx, ScriptedUnderstanding({"agent please": understood(Intent.human)})),
+            Channel.telegram,
+            "777001",
+        )
+        assert "passing you to a person" in await chat.say("agent please")
+        conversation = (await rows(ctx, Conversation))[0]
+        assert conversation.status == ConversationStatus.needs_person
+        assert conversation.retailer_id == acme.retailer_id
+
+    async def test_a_phone_of_two_retailers_is_asked_which_one_then_queued_with_the_one_chosen(
+        self, ctx, acme, globex
+    ):
+        await load_small_plan(ctx, acme.retailer_id)
+        await load_small_plan(ctx, globex.retailer_id, prefix="G")
+        recorder = Recorder()
+        ctx.event_handlers.append(recorder)
+        chat = Chat(
+            engine_for(ctx, ScriptedUnderstanding({"agent please": understood(Intent.human)})),
+            Channel.sms,
+            ADA,
+        )
+        text = await chat.say("agent please")
+        assert "Which one" in text and [o.label for o in chat.last[0].options] == ["Acme", "Globex"]
+        conversation = (await rows(ctx, Conversation))[0]
+        assert conversation.status != ConversationStatus.needs_person and conversation.retailer_id is None
+        assert recorder.of(HandoffRequested) == []
+        assert "passing you to a person" in await chat.say("2")
+        conversation = (await rows(ctx, Conversation))[0]
+        ada_globex = (
+            await rows(ctx, Recipient, Recipient.phone == ADA, Recipient.retailer_id == globex.retailer_id)
+        )[0]
+        assert conversation.status == ConversationStatus.needs_person
+        assert (conversation.retailer_id, conversation.recipient_id) == (globex.retailer_id, ada_globex.id)
+        assert [e.retailer_id for e in recorder.of(HandoffRequested)] == [globex.retailer_id]
+
+    async def test_an_unknown_phone_asking_for_a_person_stays_unassigned(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        chat = Chat(
+            engine_for(ctx, ScriptedUnderstanding({"agent please": understood(Intent.human)})),
+            Channel.sms,
+            "+14165559999",
+        )
+        assert "passing you to a person" in await chat.say("agent please")
+        conversation = (await rows(ctx, Conversation))[0]
+        assert conversation.status == ConversationStatus.needs_person and conversation.retailer_id is None

@@ -171,7 +171,7 @@ class Dialogs:
             conversation.misunderstood = 0
 
         if intent == "human":
-            self.person(turn)
+            await self.ask_for_person(turn, parsed)
             return
         if intent == "identify":
             self.unlinked(turn)
@@ -300,6 +300,40 @@ class Dialogs:
             turn.uow.session.add(recipient)
         self.speak(turn, None, language=locale)
         turn.say(turn._("OK, I'll write in English from now on."), kind="language")
+
+    async def ask_for_person(self, turn: Turn, parsed: Parsed) -> None:
+        """Queue for a person, tied first to the retailer the sender is a recipient of, so its agents see it.
+
+        One retailer among the sender's deliveries (or, with none, among their recipient rows): tied at
+        once. Several: asked which one first, as for any other request, and queued with the one chosen.
+        """
+        conversation = turn.conversation
+        if conversation.retailer_id is None and turn.recipients:
+            deliveries = await identity.deliveries_of(
+                turn.uow, [r.id for r in turn.recipients if r.id is not None], turn.now.date()
+            )
+            retailer_ids = sorted(
+                {d.retailer_id for d in deliveries} or {r.retailer_id for r in turn.recipients}
+            )
+            if len(retailer_ids) > 1:
+                turn.state["deferred"] = parsed.as_state()
+                self.ask_retailer(turn, retailer_ids)
+                return
+            self.tie(turn, retailer_ids[0], deliveries)
+        self.person(turn)
+
+    def tie(self, turn: Turn, retailer_id: int, deliveries: list[Delivery]) -> None:
+        """The conversation belongs to this retailer, its recipient row and its one open delivery."""
+        conversation = turn.conversation
+        conversation.retailer_id = retailer_id
+        mine = [r for r in turn.recipients if r.retailer_id == retailer_id]
+        if len(mine) == 1:
+            conversation.recipient_id = mine[0].id
+        open_ones = [
+            d for d in deliveries if d.retailer_id == retailer_id and d.status in identity.OPEN_STATUSES
+        ]
+        if conversation.delivery_id is None and len(open_ones) == 1:
+            conversation.delivery_id = open_ones[0].id
 
     def person(self, turn: Turn) -> None:
         turn.state.pop("pending", None)
@@ -493,6 +527,15 @@ class Dialogs:
             conversation.delivery_id = int(data["delivery_id"])
         deferred = turn.state.pop("deferred", None)
         parsed = Parsed.from_state(deferred) if deferred else Parsed("where_is_parcel")
+        if parsed.intent == "human":
+            if conversation.retailer_id is not None:
+                deliveries = await identity.deliveries_of(
+                    turn.uow, [r.id for r in turn.recipients if r.id is not None], turn.now.date()
+                )
+                self.tie(turn, conversation.retailer_id, deliveries)
+            self.speak(turn, None, language=turn.state.get("language"))
+            self.person(turn)
+            return
         delivery = await self.focus(turn, parsed)
         if delivery is not None:
             self.speak(turn, None, language=turn.state.get("language"))
