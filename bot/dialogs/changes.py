@@ -203,6 +203,9 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         await scheduling_failed(turn, error)
         return
     offers = [o for o in offers if not is_current(delivery, o)]
+    if parsed.not_on is not None:  # "I won't be home tomorrow": nothing on that day
+        zone = ZoneInfo(delivery.timezone)
+        offers = [o for o in offers if o.start.astimezone(zone).date() != parsed.not_on]
     if parsed.window_start is None:
         if not offers:
             no_windows(turn)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from bot.i18n import Speaker
@@ -42,6 +42,7 @@ class Parsed:
     tracking: str | None = None
     confidence: float = 1.0
     choice: str | None = None  # an offered payload (win:..., pp:..., ret:...) that was chosen
+    not_on: date | None = None  # a day they said they are away: no window offered on it
 
     @classmethod
     def of(cls, understood: Any) -> Parsed:
@@ -57,6 +58,7 @@ class Parsed:
             postal_code=understood.postal_code,
             tracking=understood.tracking,
             confidence=float(understood.confidence),
+            not_on=getattr(understood, "not_on", None),
         )
 
     def as_state(self) -> dict[str, Any]:
@@ -66,6 +68,7 @@ class Parsed:
             "window_start": self.window_start.isoformat() if self.window_start else None,
             "window_end": self.window_end.isoformat() if self.window_end else None,
             "instructions": self.instructions,
+            "not_on": self.not_on.isoformat() if self.not_on else None,
         }
 
     @classmethod
@@ -78,6 +81,7 @@ class Parsed:
             window_start=instant(data.get("window_start")),
             window_end=instant(data.get("window_end")),
             instructions=data.get("instructions"),
+            not_on=date.fromisoformat(data["not_on"]) if isinstance(data.get("not_on"), str) else None,
         )
 
     def but(self, **changes: Any) -> Parsed:

@@ -63,7 +63,9 @@ class Score:
         tally = self.by_locale.setdefault(case["locale"], [0, 0])
         tally[1] += 1
         intent_ok = answer.get("intent") == expected["intent"] and all(
-            answer.get(key) == expected[key] for key in ("option", "target_language") if key in expected
+            answer.get(key) == expected[key]
+            for key in ("option", "target_language", "instructions", "not_on")
+            if key in expected
         )
         if intent_ok:
             self.intents_right += 1

@@ -223,3 +223,26 @@ def find_tracking(raw: str, postal_code: str | None) -> str | None:
             continue
         return token.upper()
     return None
+
+
+# The words of a request to leave a note, without the note itself ("add a note for the driver",
+# "je veux laisser une note au livreur", "quiero dejar una nota al repartidor").
+_NOTE_FRAME_TEXT = """
+    i id d want would like to add a an the leave write send give note notes instruction instructions for
+    driver courier delivery can could please pls my some message how do is possible just quick
+    je j veux voudrais aimerais aimerai ajouter laisser ecrire donner une un note notes consigne consignes
+    pour au le la livreur livreuse chauffeur est ce que peux puis svp stp s il vous plait de a aux
+    quiero quisiera me gustaria dejar agregar anadir escribir dar una un nota notas instruccion
+    instrucciones para al el repartidor conductor chofer puedo por favor
+"""
+NOTE_FRAME = frozenset(_NOTE_FRAME_TEXT.split())
+NOTE_WORDS = frozenset(
+    {"note", "notes", "instruction", "instructions", "consigne", "consignes", "nota", "notas"}
+)
+NOTE_WORDS |= frozenset({"instruccion", "instrucciones"})
+
+
+def bare_note_request(canonical: str) -> bool:
+    """True when the message only asks to leave a note and says nothing the driver should know."""
+    words = re.findall(r"[a-z0-9]+", canonical)
+    return bool(words) and any(w in NOTE_WORDS for w in words) and all(w in NOTE_FRAME for w in words)

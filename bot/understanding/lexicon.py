@@ -549,6 +549,16 @@ INTENT_CUES: list[tuple[str, float, str]] = [
     # delivery instructions
     (
         "instructions",
+        4,
+        r"(?:add|write|leave|send|give) (?:a |an |some )?(?:note|instructions?|message) (?:for|to) "
+        r"(?:the |my )?(?:driver|courier|delivery)|note for the (?:driver|courier)|"
+        r"(?:delivery|driver) instructions|"
+        r"(?:ajouter|laisser|ecrire|donner) (?:une |des )?(?:note|instructions?|consignes?)|"
+        r"note (?:pour|au) (?:le )?livreur|(?:dejar|agregar|anadir|escribir|dar) (?:una |unas )?"
+        r"(?:nota|instrucciones|instruccion)|nota (?:para|al) (?:el )?repartidor",
+    ),
+    (
+        "instructions",
         3,
         r"leave (?:it|them|the \w+|my \w+|package|parcel)?|drop (?:it|them) (?:off )?(?:at|by|on|in|with|"
         r"behind|inside|outside)|put (?:it|them) (?:at|by|on|in|behind|inside|under)",

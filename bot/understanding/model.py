@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 
 class Intent(enum.StrEnum):
@@ -41,6 +41,8 @@ class Understanding:
     # 1.0 a carrier keyword; 0.6-0.95 phrase cues (more cues, more confidence); 0.85 yes/no/thanks...;
     # 0.7 a time phrase alone (reschedule); 0.4 single words leaning to an intent; 0.0 unknown.
     confidence: float
+    # the day the recipient says they are away ("I won't be home tomorrow"), when no time was asked
+    not_on: date | None = None
 
     def as_json(self) -> dict[str, object]:
         """The shape `python app.py understand` prints."""
@@ -57,4 +59,5 @@ class Understanding:
             "postal_code": self.postal_code,
             "tracking": self.tracking,
             "confidence": round(self.confidence, 2),
+            "not_on": self.not_on.isoformat() if self.not_on else None,
         }

@@ -65,13 +65,22 @@ def understand(text: str, *, locale: str, now: datetime, timezone: str) -> Under
     )
     if intent not in TIMED_INTENTS:
         start = end = None
+    not_on = (
+        when.excluded_day(timed_text, now=local_now, timezone=timezone, language=reading_language)
+        if intent is Intent.reschedule and start is None and end is None
+        else None
+    )
     return Understanding(
         intent=intent,
         language=language,
         window_start=start,
         window_end=end,
         option=option if intent is Intent.choose_option else None,
-        instructions=_instruction_text(raw) if intent is Intent.instructions else None,
+        instructions=(
+            _instruction_text(raw)
+            if intent is Intent.instructions and not intents.bare_note_request(message.canonical)
+            else None
+        ),
         target_language=(
             intents.find_target_language(message.canonical, message.tokens, language)
             if intent is Intent.change_language
@@ -80,6 +89,7 @@ def understand(text: str, *, locale: str, now: datetime, timezone: str) -> Under
         postal_code=postal_code,
         tracking=tracking,
         confidence=confidence,
+        not_on=not_on,
     )
 
 

@@ -596,3 +596,18 @@ def warm(language: str) -> None:
     now = datetime.now(ZoneInfo("America/Toronto"))
     for phrase in ("28 november", "in 3 days", "3/12"):
         _dateparser_day(phrase, language, now)
+
+
+def excluded_day(canonical: str, *, now: datetime, timezone: str, language: str | None) -> date | None:
+    """The day a recipient says they will be away ("I won't be home tomorrow", "pas là vendredi", "no
+    estaré el lunes"), for a message that asks no time of its own; None when no absence names a day."""
+    local_now = now.astimezone(ZoneInfo(timezone))
+    for clause in CLAUSE_BREAK.split(spell_clock(canonical)):
+        padded = f" {clause} "
+        if not ABSENCE.search(padded):
+            continue
+        reading = Reading()
+        _read_day(padded, reading, today=local_now.date(), language=language, now=local_now)
+        if reading.day is not None and reading.day_end is None:
+            return reading.day
+    return None
