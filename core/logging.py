@@ -50,9 +50,13 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
+# Libraries whose INFO lines are chatter (every job added, every migration context): warnings only.
+QUIET_LIBRARIES = ("apscheduler", "alembic", "aiogram.event", "httpx", "uvicorn.access")
+
+
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
-    logging.basicConfig(format="%(message)s", level=level.upper())
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    _route_standard_logging(level, renderer)
     # Replaced in place: loggers cached before a reconfiguration (a second app in the same process,
     # structlog.testing.capture_logs) follow it instead of keeping the old chain.
     processors = structlog.get_config()["processors"]
@@ -73,3 +77,29 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def _route_standard_logging(level: str, renderer: Any) -> None:
+    """Send the standard library's records (uvicorn, APScheduler, SQLAlchemy...) through the same
+    timestamping, redaction and rendering as our own events, on one handler of ours."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+        ],
+    )
+    handler = next((h for h in root.handlers if getattr(h, "doorstep", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.doorstep = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    handler.setFormatter(formatter)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

@@ -90,6 +90,21 @@ async def sweep_due_notifications() -> int:
                 return handled
 
 
+def job_store_url(database_url: str) -> str:
+    """Where the timed jobs persist: the app's PostgreSQL database, or a SQLite file beside the app's.
+
+    APScheduler writes its store synchronously from the event loop's thread; on a single SQLite file
+    that write would wait for the lock held by the app's own writer on that same loop, a deadlock that
+    ends only with "database is locked". A sibling file has a lock of its own.
+    """
+    if not database_url.startswith("sqlite") or ":memory:" in database_url:
+        return database_url
+    prefix, path = database_url.split(":///", 1)
+    stem, dot, suffix = path.rpartition(".")
+    jobs_path = f"{stem}-jobs.{suffix}" if dot and "/" not in suffix else f"{path}-jobs"
+    return f"{prefix}:///{jobs_path}"
+
+
 class ApsNotificationScheduler:
     """The leader's duty (core.leader.LeaderDuty) and the outreach's NotificationScheduler."""
 
@@ -107,7 +122,7 @@ class ApsNotificationScheduler:
         return self._scheduler is not None and self._scheduler.running
 
     def _build(self) -> AsyncIOScheduler:
-        self._engine = make_sync_engine(self.ctx.settings.database_url)
+        self._engine = make_sync_engine(job_store_url(self.ctx.settings.database_url))
         store = SQLAlchemyJobStore(engine=self._engine, tablename=JOB_TABLE)
         return AsyncIOScheduler(
             jobstores={"default": store},

@@ -23,7 +23,9 @@ class TestTheEdge:
 
     async def test_a_malformed_json_body_gets_422_with_a_reason(self, client, acme):
         response = await client.post(
-            "/api/v1/plans", content=b"{not json", headers={**acme.headers, "content-type": "application/json"}
+            "/api/v1/plans",
+            content=b"{not json",
+            headers={**acme.headers, "content-type": "application/json"},
         )
         assert response.status_code == 422
         assert response.json()["detail"][0]["type"] == "json_invalid"

@@ -86,3 +86,17 @@ class TestAppStart:
             assert scheduler.running and "notifications:sweep" in scheduler.job_times()
         assert not scheduler.running
         assert any(getattr(h, "__name__", "") == "on_events" for h in ctx.event_handlers)
+
+
+class TestWhereJobsPersist:
+    def test_on_sqlite_the_job_store_is_a_file_of_its_own_beside_the_database(self):
+        from notifications.scheduler import job_store_url
+
+        assert job_store_url("sqlite:////srv/var/doorstep.db") == "sqlite:////srv/var/doorstep-jobs.db"
+        assert job_store_url("sqlite:///var/data") == "sqlite:///var/data-jobs"
+
+    def test_on_postgresql_the_jobs_live_in_the_same_database(self):
+        from notifications.scheduler import job_store_url
+
+        url = "postgresql://postgres@127.0.0.1:5432/test"
+        assert job_store_url(url) == url
