@@ -21,25 +21,16 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from twilio.request_validator import RequestValidator
 
 from app import build_context, create_app
 from channels.twilio import MESSAGES_PATH
 from core.config import Settings
+from tests.browser_support import CHROMIUM, chromium, serving
 from tests.console_helpers import add_user, load_small_plan
 from tests.fakes.twilio_api import FakeTwilioApi
 from tests.twilio_support import ACCOUNT_SID, AUTH_TOKEN, SHARED_SMS, inbound_form, twilio_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RECIPIENT_PHONE = "+14165550401"  # A001's recipient in tests/console_helpers.load_small_plan
 PASSWORD = "correct horse"
 
@@ -109,43 +100,18 @@ def served(tmp_path: Path, sqlite_template: Path) -> Iterator[Served]:
         outbox_poll_seconds=0.2,
     )
     asyncio.run(_seed(settings))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn stopped"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Served(f"http://127.0.0.1:{port}", settings, twilio)
+        with serving(create_app(settings), lifespan="on", timeout_graceful_shutdown=2) as url:
+            yield Served(url, settings, twilio)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         loop.run(twilio.stop())
         loop.close()
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def sign_in(page: Any, base: str, email: str) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,16 +18,7 @@ import pytest
 from app import build_context, create_app
 from core.config import Settings
 from scheduling.demo import load_demo
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.browser_support import CHROMIUM, chromium, serving
 
 pytestmark = pytest.mark.browser
 
@@ -48,8 +37,6 @@ def sandbox(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         reason = f"{CHROMIUM} is absent: run `make browser` (Debian's chromium) for the browser tests"
         print(f"\nSKIP {reason}")
         pytest.skip(reason)
-    import uvicorn
-
     path = tmp_path_factory.mktemp("sandbox") / "demo.db"
     shutil.copy(sqlite_template, path)
     settings = Settings(
@@ -71,27 +58,14 @@ def sandbox(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     asyncio.run(load())
     app = create_app(settings)
     app.state.starters.append(_register_engine)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="sandbox-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", database_url=settings.database_url)
-    server.should_exit = True
-    thread.join(15)
+    with serving(app) as url:
+        yield SimpleNamespace(url=url, database_url=settings.database_url)
 
 
 @pytest.fixture(scope="module")
 def browser(sandbox: SimpleNamespace) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def agent_writes(database_url: str, session_id: str, text: str) -> None:
