@@ -241,6 +241,7 @@ class ConversationEngine:
         async def recover(held: list[Any]) -> None:
             """After a refused change: roll back whatever the service left, reload what we hold."""
             uow.events = []
+            turn.deliveries = None
             await uow.session.rollback()
             for row in [conversation, *turn.recipients, *turn.retailers.values(), *held]:
                 await uow.session.refresh(row)

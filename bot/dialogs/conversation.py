@@ -87,6 +87,7 @@ class Dialogs:
             retailer_ids = {pinned.id}
             conversation.retailer_id = pinned.id
         turn.recipients = recipients
+        turn.deliveries = None
         if conversation.retailer_id is not None:
             retailer_ids.add(conversation.retailer_id)
         if retailer_ids:
@@ -119,8 +120,19 @@ class Dialogs:
             turn.conversation.locale = current
         turn.speaker = Speaker(current, turn.message.channel)
 
+    async def deliveries(self, turn: Turn) -> list[Delivery]:
+        """The sender's open and recent deliveries, soonest first; one query per turn."""
+        if turn.deliveries is None:
+            turn.deliveries = await identity.deliveries_of(
+                turn.uow, [r.id for r in turn.recipients if r.id is not None], turn.now.date()
+            )
+        return turn.deliveries
+
     async def timezone(self, turn: Turn) -> str:
         if turn.conversation.delivery_id is not None:
+            for known in await self.deliveries(turn):
+                if known.id == turn.conversation.delivery_id:
+                    return known.timezone
             delivery = await turn.uow.session.get(Delivery, turn.conversation.delivery_id)
             if delivery is not None:
                 return delivery.timezone
@@ -309,9 +321,7 @@ class Dialogs:
         """
         conversation = turn.conversation
         if conversation.retailer_id is None and turn.recipients:
-            deliveries = await identity.deliveries_of(
-                turn.uow, [r.id for r in turn.recipients if r.id is not None], turn.now.date()
-            )
+            deliveries = await self.deliveries(turn)
             retailer_ids = sorted(
                 {d.retailer_id for d in deliveries} or {r.retailer_id for r in turn.recipients}
             )
@@ -452,9 +462,7 @@ class Dialogs:
                 self.defer(turn, parsed)
                 self.unlinked(turn)
             return None
-        deliveries = await identity.deliveries_of(
-            turn.uow, [r.id for r in turn.recipients if r.id is not None], turn.now.date()
-        )
+        deliveries = await self.deliveries(turn)
         current = next((d for d in deliveries if d.id == conversation.delivery_id), None)
         if current is not None:
             turn.delivery = current
@@ -529,9 +537,7 @@ class Dialogs:
         parsed = Parsed.from_state(deferred) if deferred else Parsed("where_is_parcel")
         if parsed.intent == "human":
             if conversation.retailer_id is not None:
-                deliveries = await identity.deliveries_of(
-                    turn.uow, [r.id for r in turn.recipients if r.id is not None], turn.now.date()
-                )
+                deliveries = await self.deliveries(turn)
                 self.tie(turn, conversation.retailer_id, deliveries)
             self.speak(turn, None, language=turn.state.get("language"))
             self.person(turn)

@@ -101,6 +101,8 @@ class Turn:
     recipients: list[Recipient] = field(default_factory=list)
     retailers: dict[int, Retailer] = field(default_factory=dict)
     delivery: Delivery | None = None
+    # the sender's deliveries, read once per turn (None: not read yet, or forgotten after a rollback)
+    deliveries: list[Delivery] | None = None
     replies: list[OutboundMessage] = field(default_factory=list)
     offered: list[Option] = field(default_factory=list)
     offers: dict[str, dict[str, Any]] = field(default_factory=dict)
