@@ -73,6 +73,24 @@ async def take_over(
     return conversation
 
 
+async def _give_to_bot(
+    uow: UnitOfWork,
+    conversation_id: int,
+    retailer_ids: Collection[int] | None,
+    status: ConversationStatus,
+    now: datetime | None,
+) -> Conversation:
+    """The bot owns it again, with no assignee and a fresh dialog; the caller records why and commits."""
+    conversation = await _load(uow, conversation_id, retailer_ids)
+    conversation.owner = Owner.bot
+    conversation.assignee_id = None
+    conversation.status = status
+    conversation.updated_at = now or utcnow()
+    reset_dialog(conversation)
+    uow.session.add(conversation)
+    return conversation
+
+
 async def hand_back(
     uow: UnitOfWork,
     conversation_id: int,
@@ -82,13 +100,7 @@ async def hand_back(
     now: datetime | None = None,
 ) -> Conversation:
     """The bot answers again, starting a fresh dialog (nothing the agent may have changed is assumed)."""
-    conversation = await _load(uow, conversation_id, retailer_ids)
-    conversation.owner = Owner.bot
-    conversation.assignee_id = None
-    conversation.status = ConversationStatus.open
-    conversation.updated_at = now or utcnow()
-    reset_dialog(conversation)
-    uow.session.add(conversation)
+    conversation = await _give_to_bot(uow, conversation_id, retailer_ids, ConversationStatus.open, now)
     uow.record(HandedBack(conversation_id, conversation.retailer_id, user_id))
     await uow.commit()
     return conversation
@@ -103,13 +115,7 @@ async def close(
     now: datetime | None = None,
 ) -> Conversation:
     """Close it; the bot owns it again, and the recipient's next message reopens it."""
-    conversation = await _load(uow, conversation_id, retailer_ids)
-    conversation.owner = Owner.bot
-    conversation.assignee_id = None
-    conversation.status = ConversationStatus.closed
-    conversation.updated_at = now or utcnow()
-    reset_dialog(conversation)
-    uow.session.add(conversation)
+    conversation = await _give_to_bot(uow, conversation_id, retailer_ids, ConversationStatus.closed, now)
     uow.record(ConversationClosed(conversation_id, conversation.retailer_id, user_id))
     await uow.commit()
     return conversation
