@@ -8,8 +8,10 @@ worker sends it under the channel's rules.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlmodel import col, select
 
@@ -41,6 +43,8 @@ from scheduling.service import Actor, ChangeResult
 log = get_logger("doorstep.console.actions")
 
 NOTE_LIMIT = 4000
+
+T = TypeVar("T")
 
 
 class ActionRefused(Exception):
@@ -342,53 +346,73 @@ async def _note_change(ctx: AppContext, user: ConsoleUser, conversation_id: int 
         await uow.commit()
 
 
+async def _change_delivery(
+    ctx: AppContext,
+    user: ConsoleUser,
+    delivery_id: int,
+    conversation_id: int | None,
+    change: Callable[[UnitOfWork, Delivery], Awaitable[T]],
+    describe: Callable[[Delivery], str],
+) -> T:
+    """Apply a scheduling change to a delivery the agent may see, then note it in the conversation.
+
+    `describe` says what was done ("rescheduled TOR-1 to ..."), after the agent's name.
+    """
+    async with ctx.uow() as uow:
+        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
+        result = await change(uow, delivery)
+        line = f"{user.display_name} {describe(delivery)}"
+    await _note_change(ctx, user, conversation_id, line)
+    return result
+
+
 async def reschedule(
     ctx: AppContext, user: ConsoleUser, delivery_id: int, window: str, conversation_id: int | None
 ) -> ChangeResult:
     start, end = parse_window(window)
-    async with ctx.uow() as uow:
-        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
-        result = await service.reschedule_delivery(uow, delivery, start, end, actor(user), now=ctx.clock())
-        tz, tracking = delivery.timezone, delivery.tracking
-    await _note_change(
+    return await _change_delivery(
         ctx,
         user,
+        delivery_id,
         conversation_id,
-        f"{user.display_name} rescheduled {tracking} to {fmt_window(start, end, tz)}",
+        lambda uow, delivery: service.reschedule_delivery(
+            uow, delivery, start, end, actor(user), now=ctx.clock()
+        ),
+        lambda delivery: f"rescheduled {delivery.tracking} to {fmt_window(start, end, delivery.timezone)}",
     )
-    return result
 
 
 async def redirect(
     ctx: AppContext, user: ConsoleUser, delivery_id: int, pickup_point_id: int, conversation_id: int | None
 ) -> ChangeResult:
-    async with ctx.uow() as uow:
-        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
-        result = await service.redirect_to_pickup(
+    return await _change_delivery(
+        ctx,
+        user,
+        delivery_id,
+        conversation_id,
+        lambda uow, delivery: service.redirect_to_pickup(
             uow, delivery, pickup_point_id, actor(user), now=ctx.clock()
-        )
-        tracking = delivery.tracking
-    await _note_change(
-        ctx, user, conversation_id, f"{user.display_name} redirected {tracking} to a pickup point"
+        ),
+        lambda delivery: f"redirected {delivery.tracking} to a pickup point",
     )
-    return result
 
 
 async def book_white_glove(
     ctx: AppContext, user: ConsoleUser, delivery_id: int, window: str, conversation_id: int | None
 ) -> ChangeResult:
     start, end = parse_window(window)
-    async with ctx.uow() as uow:
-        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
-        result = await service.book_white_glove(uow, delivery, start, end, actor(user), now=ctx.clock())
-        tz, tracking = delivery.timezone, delivery.tracking
-    await _note_change(
+    return await _change_delivery(
         ctx,
         user,
+        delivery_id,
         conversation_id,
-        f"{user.display_name} booked white-glove for {tracking}: {fmt_window(start, end, tz)}",
+        lambda uow, delivery: service.book_white_glove(
+            uow, delivery, start, end, actor(user), now=ctx.clock()
+        ),
+        lambda delivery: (
+            f"booked white-glove for {delivery.tracking}: {fmt_window(start, end, delivery.timezone)}"
+        ),
     )
-    return result
 
 
 async def set_instructions(
@@ -397,10 +421,11 @@ async def set_instructions(
     instructions = instructions.strip()
     if len(instructions) > 500:
         raise InvalidInput("Instructions are at most 500 characters.")
-    async with ctx.uow() as uow:
-        delivery = await delivery_for_user(uow.session, delivery_id, user.retailer_ids)
-        await service.set_instructions(uow, delivery, instructions, actor(user))
-        tracking = delivery.tracking
-    await _note_change(
-        ctx, user, conversation_id, f"{user.display_name} changed the instructions of {tracking}"
+    await _change_delivery(
+        ctx,
+        user,
+        delivery_id,
+        conversation_id,
+        lambda uow, delivery: service.set_instructions(uow, delivery, instructions, actor(user)),
+        lambda delivery: f"changed the instructions of {delivery.tracking}",
     )
