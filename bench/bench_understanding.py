@@ -91,7 +91,17 @@ def main() -> int:
         print(f"expected {len(cases)} answers, got {len(answers)}", file=sys.stderr)
         return 2
 
-    for split in ("dev", "holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6", "holdout7"):
+    for split in (
+        "dev",
+        "holdout",
+        "holdout2",
+        "holdout3",
+        "holdout4",
+        "holdout5",
+        "holdout6",
+        "holdout7",
+        "holdout8",
+    ):
         pairs = [(c, a) for c, a in zip(cases, answers, strict=True) if c.get("split", "dev") == split]
         if pairs:
             report(f"{split} part", [c for c, _ in pairs], [a for _, a in pairs], args.languages)
