@@ -7,13 +7,12 @@ each read under the same retailer filter as the pages.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from console import live
 from console.auth import CurrentUser
-from console.pages import Ctx, Filters, context_data, inbox_rows, retailers_of
-from console.queries import NotFound, load_conversation
+from console.pages import Ctx, Filters, context_data, conversation_or_404, inbox_rows, retailers_of
 from console.rendering import templates
 from core.models import Role
 
@@ -39,16 +38,7 @@ def build_router() -> APIRouter:
         request: Request, ctx: Ctx, user: CurrentUser, conversation_id: int
     ) -> Response:
         async with ctx.uow() as uow:
-            try:
-                view = await load_conversation(
-                    uow.session,
-                    conversation_id,
-                    user.retailer_ids,
-                    include_unassigned=user.role == Role.admin,
-                    now=ctx.clock(),
-                )
-            except NotFound:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such conversation") from None
+            view = await conversation_or_404(uow, user, conversation_id, ctx.clock())
         tz = view.retailer.timezone if view.retailer else "America/Toronto"
         return templates.TemplateResponse(request, "_thread.html", {"view": view, "tz": tz})
 
@@ -58,17 +48,7 @@ def build_router() -> APIRouter:
     ) -> Response:
         now = ctx.clock()
         async with ctx.uow() as uow:
-            try:
-                view = await load_conversation(
-                    uow.session,
-                    conversation_id,
-                    user.retailer_ids,
-                    include_unassigned=user.role == Role.admin,
-                    delivery_id=delivery,
-                    now=now,
-                )
-            except NotFound:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such conversation") from None
+            view = await conversation_or_404(uow, user, conversation_id, now, delivery)
             context = await context_data(uow, view.delivery, now) if view.delivery else None
         if context is None:
             return HTMLResponse('<p class="empty">No delivery is linked to this conversation yet.</p>')

@@ -22,6 +22,7 @@ from console import actions, dashboard
 from console.auth import ConsoleUser, CurrentUser, require_role
 from console.pictures import MapPoint, map_svg, timeline_from_plan, timeline_svg
 from console.queries import (
+    ConversationView,
     DeliveryContext,
     InboxFilters,
     InboxRow,
@@ -184,6 +185,23 @@ async def context_data(
     }
 
 
+async def conversation_or_404(
+    uow: UnitOfWork, user: ConsoleUser, conversation_id: int, now: datetime, delivery_id: int | None = None
+) -> ConversationView:
+    """The conversation as the user may see it (admins also see unassigned ones), else 404."""
+    try:
+        return await load_conversation(
+            uow.session,
+            conversation_id,
+            user.retailer_ids,
+            include_unassigned=user.role == Role.admin,
+            delivery_id=delivery_id,
+            now=now,
+        )
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such conversation") from None
+
+
 async def conversation_data(
     ctx: AppContext,
     user: ConsoleUser,
@@ -194,17 +212,7 @@ async def conversation_data(
 ) -> dict[str, Any]:
     now = ctx.clock()
     async with ctx.uow() as uow:
-        try:
-            view = await load_conversation(
-                uow.session,
-                conversation_id,
-                user.retailer_ids,
-                include_unassigned=user.role == Role.admin,
-                delivery_id=delivery_id,
-                now=now,
-            )
-        except NotFound:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such conversation") from None
+        view = await conversation_or_404(uow, user, conversation_id, now, delivery_id)
         rows = await inbox_rows(uow, user, filters)
         retailers = await retailers_of(uow, user)
         context = await context_data(uow, view.delivery, now, alternatives) if view.delivery else None
@@ -469,16 +477,7 @@ def build_router() -> APIRouter:
 
     async def _visible_conversation(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> None:
         async with ctx.uow() as uow:
-            try:
-                await load_conversation(
-                    uow.session,
-                    conversation_id,
-                    user.retailer_ids,
-                    include_unassigned=user.role == Role.admin,
-                    now=ctx.clock(),
-                )
-            except NotFound:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such conversation") from None
+            await conversation_or_404(uow, user, conversation_id, ctx.clock())
 
     @router.get("/dashboard", response_class=HTMLResponse)
     async def dashboard_page(
