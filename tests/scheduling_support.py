@@ -19,6 +19,18 @@ TORONTO = ZoneInfo("America/Toronto")
 NOW = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the afternoon before the plan's day (2026-12-03)
 
 
+def published_events(ctx: Any) -> list[Any]:
+    """Fix the context's clock at NOW and collect every domain event it publishes, in order."""
+    ctx.clock = lambda: NOW
+    published: list[Any] = []
+
+    async def collect(batch: list[Any]) -> None:
+        published.extend(batch)
+
+    ctx.event_handlers.append(collect)
+    return published
+
+
 def local(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=TORONTO)
 

@@ -11,21 +11,14 @@ from core.models import ChangeLog, PickupReservation, SlotCapacity
 from scheduling.events import DeliveryCancelled
 from tests.conftest import make_tenant
 from tests.plans import DAY, small_plan
-from tests.scheduling_support import NOW, import_plan, violations, window
+from tests.scheduling_support import NOW, import_plan, published_events, violations, window
 
 PLAN_DAY = date.fromisoformat(DAY)
 
 
 @pytest.fixture(autouse=True)
 def events(ctx):
-    ctx.clock = lambda: NOW
-    published: list = []
-
-    async def collect(batch):
-        published.extend(batch)
-
-    ctx.event_handlers.append(collect)
-    return published
+    return published_events(ctx)
 
 
 class TestInstructions:

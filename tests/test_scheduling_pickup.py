@@ -10,21 +10,14 @@ from sqlmodel import select
 from core.models import PickupReservation, Stop
 from scheduling.events import RedirectedToPickup
 from tests.plans import DAY, small_plan
-from tests.scheduling_support import NOW, import_plan, local, violations
+from tests.scheduling_support import import_plan, local, published_events, violations
 
 PLAN_DAY = date.fromisoformat(DAY)
 
 
 @pytest.fixture(autouse=True)
 def fixed_clock(ctx):
-    ctx.clock = lambda: NOW
-    published: list = []
-
-    async def collect(events):
-        published.extend(events)
-
-    ctx.event_handlers.append(collect)
-    return published
+    return published_events(ctx)
 
 
 async def points(client, tenant, tracking="T001"):

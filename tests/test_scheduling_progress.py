@@ -8,21 +8,14 @@ import pytest
 
 from scheduling.events import Arrived, AttemptFailed, Delivered, EtaChanged, OutForDelivery
 from tests.plans import DAY, small_plan
-from tests.scheduling_support import NOW, import_plan, local, window
+from tests.scheduling_support import import_plan, local, published_events, window
 
 PLAN_DAY = date.fromisoformat(DAY)
 
 
 @pytest.fixture(autouse=True)
 def events(ctx):
-    ctx.clock = lambda: NOW
-    published: list = []
-
-    async def collect(batch):
-        published.extend(batch)
-
-    ctx.event_handlers.append(collect)
-    return published
+    return published_events(ctx)
 
 
 async def view(client, tenant, tracking):

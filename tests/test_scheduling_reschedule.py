@@ -13,7 +13,16 @@ from scheduling.events import DeliveryRescheduled, EtaChanged
 from scheduling.service import SYSTEM, Actor
 from tests.conftest import make_tenant
 from tests.plans import DAY, small_plan
-from tests.scheduling_support import NOW, TORONTO, delivery, import_plan, local, violations, window
+from tests.scheduling_support import (
+    NOW,
+    TORONTO,
+    delivery,
+    import_plan,
+    local,
+    published_events,
+    violations,
+    window,
+)
 
 PLAN_DAY = date.fromisoformat(DAY)
 NEXT_DAY = PLAN_DAY + timedelta(days=1)
@@ -21,13 +30,7 @@ NEXT_DAY = PLAN_DAY + timedelta(days=1)
 
 @pytest.fixture(autouse=True)
 def fixed_clock(ctx):
-    ctx.clock = lambda: NOW
-    published: list = []
-
-    async def collect(events):
-        published.extend(events)
-
-    ctx.event_handlers.append(collect)
+    published = published_events(ctx)
     ctx.published = published
     return published
 

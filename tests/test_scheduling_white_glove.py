@@ -10,21 +10,22 @@ from sqlmodel import select
 from core.models import ChangeLog
 from scheduling.events import WhiteGloveBooked
 from tests.plans import DAY, small_plan
-from tests.scheduling_support import NOW, TORONTO, import_plan, local, slow_writes, violations, window  # noqa: F401
+from tests.scheduling_support import (  # noqa: F401
+    TORONTO,
+    import_plan,
+    local,
+    published_events,
+    slow_writes,
+    violations,
+    window,
+)
 
 PLAN_DAY = date.fromisoformat(DAY)
 
 
 @pytest.fixture(autouse=True)
 def fixed_clock(ctx):
-    ctx.clock = lambda: NOW
-    published: list = []
-
-    async def collect(events):
-        published.extend(events)
-
-    ctx.event_handlers.append(collect)
-    return published
+    return published_events(ctx)
 
 
 async def crew_id(client, tenant) -> int:
