@@ -245,3 +245,14 @@ def outbox_id_of(message: Any) -> int | None:
         if key == "outbox" and value.isdigit():
             return int(value)
     return None
+
+
+async def wait_for(predicate: Any, within: float, every: float = 0.5, what: str = "condition") -> Any:
+    """Poll the async predicate every `every` seconds until it is truthy; its value, or TimeoutError."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise TimeoutError(f"{what} not reached in {within:.0f}s")

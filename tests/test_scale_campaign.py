@@ -29,6 +29,7 @@ from tests.scale_support import (
     outbox_id_of,
     postgres_reachable,
     seed_campaign,
+    wait_for,
 )
 
 pytestmark = [
@@ -38,16 +39,6 @@ pytestmark = [
 ]
 
 CAMPAIGN = int(os.environ.get("DOORSTEP_SCALE_CAMPAIGN", "20000"))  # smaller only while iterating
-
-
-async def wait_for(predicate, within: float, every: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(every)
-    raise TimeoutError(f"{what} not reached in {within:.0f}s")
 
 
 class TestCampaign:

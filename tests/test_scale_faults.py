@@ -37,6 +37,7 @@ from tests.scale_support import (
     outbox_id_of,
     postgres_reachable,
     seed_campaign,
+    wait_for,
 )
 
 CAN_RESTART = shutil.which("pg_ctlcluster") is not None and Path("/etc/postgresql").is_dir()
@@ -45,16 +46,6 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(not postgres_reachable(), reason="PostgreSQL is not reachable"),
 ]
-
-
-async def wait_for(predicate, within: float, every: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(every)
-    raise TimeoutError(f"{what} not reached in {within:.0f}s")
 
 
 def create_retailer(database_url: str, slug: str) -> str:
@@ -163,7 +154,7 @@ class TestDatabaseRestart:
                             "/api/v1/plans", json=small_plan(prefix="DBR"), headers=headers
                         )
                         assert plan.status_code == 201, plan.text
-                        await wait_for(app.is_leader, 20, what="leader before the restart")
+                        await wait_for(app.is_leader, 20, 0.25, what="leader before the restart")
                         outcomes: collections.Counter[int] = collections.Counter()
                         bodies: list[str] = []
                         stop = asyncio.Event()
@@ -189,13 +180,13 @@ class TestDatabaseRestart:
                             response = await http.get("/api/v1/deliveries/DBR001", headers=headers)
                             return response.status_code == 200
 
-                        await wait_for(healthy_again, 30, what="200 again after the restart")
+                        await wait_for(healthy_again, 30, 0.25, what="200 again after the restart")
                         recovered = time.monotonic() - restarted
                         await asyncio.sleep(1.0)
                         stop.set()
                         await asyncio.gather(*workers)
 
-                        await wait_for(app.is_leader, 30, what="the scheduler leader elected again")
+                        await wait_for(app.is_leader, 30, 0.25, what="the scheduler leader elected again")
                         await asyncio.to_thread(seed_campaign, database_url, 50, slug="after-restart")
 
                         async def campaign_sent() -> bool:
