@@ -26,13 +26,12 @@ from twilio.request_validator import RequestValidator
 from app import build_context, create_app
 from channels.twilio import MESSAGES_PATH
 from core.config import Settings
-from tests.browser_support import CHROMIUM, chromium, serving
+from tests.browser_support import CHROMIUM, PASSWORD, chromium, serving, sign_in
 from tests.console_helpers import add_user, load_small_plan
 from tests.fakes.twilio_api import FakeTwilioApi
 from tests.twilio_support import ACCOUNT_SID, AUTH_TOKEN, SHARED_SMS, inbound_form, twilio_settings
 
 RECIPIENT_PHONE = "+14165550401"  # A001's recipient in tests/console_helpers.load_small_plan
-PASSWORD = "correct horse"
 
 pytestmark = pytest.mark.browser
 
@@ -114,14 +113,6 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
-def sign_in(page: Any, base: str, email: str) -> None:
-    page.goto(base + "/console")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r".*/console$"))
-
-
 def wait_for(predicate: Any, what: str, seconds: float = 20.0) -> Any:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -140,7 +131,7 @@ def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_b
 
     agent = browser.new_context(viewport={"width": 1440, "height": 900})
     page = agent.new_page()
-    sign_in(page, served.url, "ana@acme.test")
+    sign_in(page, served.url + "/console", "ana@acme.test")
 
     expect(page).to_have_title(re.compile(r"^\(1\) Inbox"))  # one conversation waits for a person
     first = page.locator("#conv-list li").first
@@ -202,7 +193,7 @@ def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_b
 
     other = browser.new_context(viewport={"width": 1440, "height": 900})
     page = other.new_page()
-    sign_in(page, served.url, "gus@globex.test")
+    sign_in(page, served.url + "/console", "gus@globex.test")
     expect(page.locator("#conv-list")).not_to_contain_text("A001")
     expect(page.locator("#conv-list")).not_to_contain_text("Recipient 1")
     page.get_by_label("Search by tracking number, name or phone").fill("A001")

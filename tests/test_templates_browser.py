@@ -15,10 +15,8 @@ import pytest
 from app import build_context, create_app
 from core.config import Settings
 from core.models import Role
-from tests.browser_support import CHROMIUM, chromium, serving
+from tests.browser_support import CHROMIUM, PASSWORD, chromium, serving, sign_in
 from tests.console_helpers import add_user, load_small_plan
-
-PASSWORD = "correct horse"
 
 pytestmark = pytest.mark.browser
 
@@ -66,11 +64,7 @@ def test_a_retailer_admin_edits_previews_saves_and_rolls_back_a_template(served,
     from playwright.sync_api import expect
 
     page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.goto(served + "/console/templates")
-    page.get_by_label("E-mail").fill("ada@acme.test")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r".*/console/templates$"))
+    sign_in(page, served + "/console/templates", "ada@acme.test")
 
     page.get_by_role("button", name="Failed attempt").click()
     body = page.locator("#tpl-body")
@@ -107,11 +101,7 @@ def test_a_test_send_appears_in_the_sandbox_window_the_editor_opened(served, bro
     from playwright.sync_api import expect
 
     page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.goto(served + "/console/templates")
-    page.get_by_label("E-mail").fill("ada@acme.test")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r".*/console/templates$"))
+    sign_in(page, served + "/console/templates", "ada@acme.test")
     page.get_by_role("button", name="Failed attempt").click()
     expect(page.locator("#tpl-preview-text")).to_contain_text("could not deliver")
 
