@@ -13,15 +13,11 @@ from channels.telegram import TelegramSender, build_bot, telegram_limits
 from channels.telegram_format import REQUEST_CONTACT_PAYLOAD, format_html, parse_start_token, render
 from core.config import Settings
 from core.models import Channel, OutboxMessage
+from tests import telegram_support
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.telegram_support import BOT_TOKEN, CHAT_ID
 
-
-@pytest.fixture
-async def fake_api() -> AsyncIterator[FakeTelegramAPI]:
-    fake = await FakeTelegramAPI(token=BOT_TOKEN).start()
-    yield fake
-    await fake.stop()
+fake_api = telegram_support.fake_api
 
 
 @pytest.fixture
