@@ -699,15 +699,12 @@ async def _move(
     if stop is not None:
         await session.refresh(stop)
     after = _snapshot(fresh, stop)
-    await log_change(
+    await _log_delivery_change(
         session,
         retailer,
         "white_glove_booked" if white_glove else "rescheduled",
-        actor=actor.kind,
-        actor_id=actor.id,
-        channel=actor.channel,
-        delivery_id=fresh.id,
-        plan_id=fresh.plan_id,
+        actor,
+        fresh,
         before=before,
         after=after,
         now=now,
@@ -873,22 +870,39 @@ async def redirect_to_pickup(
     fresh.updated_at = now
     session.add(fresh)
     installs = await _commit_routes(uow, locked, changed, retailer, skip_eta_for=fresh.id)
-    await log_change(
-        session,
-        retailer,
-        "redirected",
-        actor=actor.kind,
-        actor_id=actor.id,
-        channel=actor.channel,
-        delivery_id=fresh.id,
-        plan_id=fresh.plan_id,
-        before=before,
-        after=_snapshot(fresh, None),
-        now=now,
+    await _log_delivery_change(
+        session, retailer, "redirected", actor, fresh, before=before, after=_snapshot(fresh, None), now=now
     )
     uow.record(RedirectedToPickup(retailer.id or 0, fresh.id or 0, pickup_point_id, actor=actor.kind))
     await _commit(uow, installs)
     return ChangeResult(fresh, fresh.window_start, fresh.window_end, None, None)
+
+
+async def _log_delivery_change(
+    session: AsyncSession,
+    retailer: Retailer,
+    kind: str,
+    actor: Actor,
+    delivery: Delivery,
+    *,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    now: datetime,
+) -> None:
+    """One change-log line for a change to `delivery`, with who asked for it and on which channel."""
+    await log_change(
+        session,
+        retailer,
+        kind,
+        actor=actor.kind,
+        actor_id=actor.id,
+        channel=actor.channel,
+        delivery_id=delivery.id,
+        plan_id=delivery.plan_id,
+        before=before,
+        after=after,
+        now=now,
+    )
 
 
 # --- instructions and cancellation -------------------------------------------------------------------
@@ -912,15 +926,12 @@ async def set_instructions(
     before = {"instructions": fresh.instructions}
     fresh.instructions, fresh.updated_at = text, now
     session.add(fresh)
-    await log_change(
+    await _log_delivery_change(
         session,
         retailer,
         "instructions_changed",
-        actor=actor.kind,
-        actor_id=actor.id,
-        channel=actor.channel,
-        delivery_id=fresh.id,
-        plan_id=fresh.plan_id,
+        actor,
+        fresh,
         before=before,
         after={"instructions": text},
         now=now,
@@ -951,18 +962,8 @@ async def cancel_delivery(
     fresh.status, fresh.updated_at = DeliveryStatus.cancelled, now
     session.add(fresh)
     installs = await _commit_routes(uow, locked, changed, retailer, skip_eta_for=fresh.id)
-    await log_change(
-        session,
-        retailer,
-        "cancelled",
-        actor=actor.kind,
-        actor_id=actor.id,
-        channel=actor.channel,
-        delivery_id=fresh.id,
-        plan_id=fresh.plan_id,
-        before=before,
-        after=_snapshot(fresh, None),
-        now=now,
+    await _log_delivery_change(
+        session, retailer, "cancelled", actor, fresh, before=before, after=_snapshot(fresh, None), now=now
     )
     uow.record(DeliveryCancelled(retailer.id or 0, fresh.id or 0))
     await _commit(uow, installs)
