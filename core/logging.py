@@ -60,19 +60,24 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     # Replaced in place: loggers cached before a reconfiguration (a second app in the same process,
     # structlog.testing.capture_logs) follow it instead of keeping the old chain.
     processors = structlog.get_config()["processors"]
-    processors[:] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,  # before redact, so tracebacks are scrubbed too
-        redact,
-        renderer,
-    ]
+    processors[:] = [*_enrich_and_redact(), renderer]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
+
+
+def _enrich_and_redact(*extra: Any) -> list[Any]:
+    """What every log line goes through before it is rendered, ours and the standard library's alike."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        *extra,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,  # before redact, so tracebacks are scrubbed too
+        redact,
+    ]
 
 
 def get_logger(name: str) -> Any:
@@ -86,14 +91,7 @@ def _route_standard_logging(level: str, renderer: Any) -> None:
     root.setLevel(level.upper())
     formatter = structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact,
-        ],
+        foreign_pre_chain=_enrich_and_redact(structlog.stdlib.add_logger_name),
     )
     handler = next((h for h in root.handlers if getattr(h, "doorstep", False)), None)
     if handler is None:
