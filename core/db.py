@@ -20,8 +20,11 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.config import ROOT, to_async_url, to_sync_url
+from core.logging import get_logger
+from core.resilience import is_database_outage
 
 MIGRATIONS = ROOT / "migrations"
+log = get_logger("doorstep.db")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -103,12 +106,28 @@ class UnitOfWork:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Roll back whatever was not committed; a connection lost meanwhile is not a new error.
+
+        When the server went away after the unit's last statement (a restart, a killed backend),
+        the rollback and close fail on a connection that no longer exists, while the transaction is
+        already gone with it. Raising then would turn a finished request into a failure, or, in a
+        dependency's teardown after the response was sent, make the server drop the keep-alive
+        connection under the client's next request; the pool discards the dead connection anyway.
+        """
         try:
             # Detach first so objects read in this unit keep their values after the rollback.
             self.session.expunge_all()
             await self.session.rollback()
+        except Exception as error:
+            if not is_database_outage(error):
+                raise
+            log.info("rollback_on_lost_connection", error=type(error).__name__)
         finally:
-            await self.session.close()
+            try:
+                await self.session.close()
+            except Exception as error:
+                if not is_database_outage(error):
+                    raise
 
     def record(self, event_: Any) -> None:
         self.events.append(event_)

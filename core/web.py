@@ -46,5 +46,7 @@ async def current_retailer(
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
-Uow = Annotated[UnitOfWork, Depends(get_uow)]
+# "function" scope: the unit of work ends before the response is sent, so whatever its rollback
+# raises becomes this request's answer instead of a dropped keep-alive connection after it
+Uow = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 CurrentRetailer = Annotated[Retailer, Depends(current_retailer)]
