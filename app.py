@@ -280,9 +280,13 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_telegram_polling(args: argparse.Namespace, settings: Settings) -> int:
-    from channels.telegram import run_polling
+    from channels.telegram_bot import TelegramOff, run_polling
 
-    asyncio.run(run_polling(create_app(settings)))
+    try:
+        asyncio.run(run_polling(create_app(settings)))
+    except TelegramOff as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -295,9 +299,13 @@ def cmd_understand(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_telegram_set_webhook(args: argparse.Namespace, settings: Settings) -> int:
-    from channels.telegram import set_webhook
+    from channels.telegram_bot import TelegramOff, set_webhook
 
-    print(json.dumps({"webhook": asyncio.run(set_webhook(settings))}))
+    try:
+        print(json.dumps({"webhook": asyncio.run(set_webhook(settings))}))
+    except TelegramOff as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

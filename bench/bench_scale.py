@@ -8,7 +8,9 @@
    measured from each request's scheduled time, so queueing counts).
 2. Notifications end to end: due notifications fired by the scheduler leader, rendered, written to
    the outbox and sent by both processes' outbox workers to a loopback fake of Twilio's REST API.
-3. Resident memory per process and start-up time (process start to the first 200 of /healthz).
+3. Resident memory per process and start-up time (process start to the first 200 of /healthz): the
+   inbound processes run as a production SMS and WhatsApp deployment (no TELEGRAM_BOT_TOKEN, so
+   aiogram is never imported), the notification processes with Telegram on.
 
 The load generator is this process: a raw HTTP/1.1 client on keep-alive connections sending
 pre-signed requests (each with a fresh MessageSid from one of 400 recipients), so it costs little
@@ -283,8 +285,15 @@ async def inbound(
         bare.stop()
 
         port = free_port()
+        # a production deployment on SMS and WhatsApp: no TELEGRAM_BOT_TOKEN, so no aiogram in memory
         env = app_environment(
-            database_url, port, public_url=PUBLIC_URL, outbox_enabled="false", scheduler_enabled="false"
+            database_url,
+            port,
+            public_url=PUBLIC_URL,
+            outbox_enabled="false",
+            scheduler_enabled="false",
+            environment="production",
+            secret_key="bench-secret-key",
         )
         app = AppProcess(f"doorstep-{processes}", env, port, log_dir, workers=processes)
         started = time.perf_counter()
@@ -321,11 +330,12 @@ async def notifications(database_url: str, count: int, log_dir: Path) -> tuple[f
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - started
         delivered = len({outbox_id_of(m) for m in fake.messages})
+        rss = [app.rss_mb() for app in apps]
     finally:
         for app in apps:
             app.stop()
         await fake.stop()
-    return elapsed, delivered
+    return elapsed, delivered, rss
 
 
 async def main() -> int:
@@ -368,13 +378,16 @@ async def main() -> int:
             )
         rss = ", ".join(f"{v:.0f}" for v in app.rss_mb)
         print(
-            f"  doorstep resident memory per process: {rss} MB; start-up to first /healthz: {startup:.1f} s"
+            f"  doorstep resident memory per process (SMS and WhatsApp, Telegram off): {rss} MB;"
+            f" start-up to first /healthz: {startup:.1f} s"
         )
     with fresh_database("doorstep_bench") as database_url:
-        elapsed, delivered = await notifications(database_url, args.notifications, log_dir)
+        elapsed, delivered, rss = await notifications(database_url, args.notifications, log_dir)
     print(
         "\nnotifications end to end (leader fires, renders, outbox; 2 processes send to a fake Twilio):"
         f"\n  {delivered}/{args.notifications} in {elapsed:.1f} s = {delivered / elapsed:.0f} notifications/s"
+        f"\n  resident memory of these processes (Telegram on, the development placeholder token):"
+        f" {', '.join(f'{v:.0f}' for v in rss)} MB"
     )
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     shutil.rmtree(log_dir, ignore_errors=True)  # the servers' logs are kept only when a run fails

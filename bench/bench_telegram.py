@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_webhooks import free_port, server, wait_ready  # noqa: E402
 
-from channels.telegram import TelegramSender, build_bot  # noqa: E402
+from channels.telegram_bot import TelegramSender, build_bot  # noqa: E402
 from channels.telegram_format import render  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.models import Channel, OutboxMessage  # noqa: E402

@@ -1,257 +1,60 @@
-"""The Telegram channel on aiogram 3: webhook and polling in, outbox sender out.
+"""The Telegram channel's wiring: the webhook route, and the bot started only when the channel is on.
 
-Handlers only translate: an update becomes an `InboundMessage` for the conversation engine
-(`ctx.components["engine"]`), which stores it, de-duplicates it by update id and writes its replies to
-the outbox; `TelegramSender` sends outbox rows with inline keyboards. The Bot and Dispatcher are built
-by `start_telegram` in the app's lifespan, never at import time.
+The channel is on when a bot token is configured (`Settings.telegram_token`: `TELEGRAM_BOT_TOKEN`, or a
+placeholder outside production so development and tests run against a loopback Bot API). Everything
+that needs aiogram lives in `channels/telegram_bot.py` and is imported by `start_telegram` only then:
+aiogram's types cost a process ~130 MB, which an SMS and WhatsApp deployment does not pay.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aiogram import Bot, Dispatcher, Router
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-from aiogram.types import (
-    CallbackQuery,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    KeyboardButton,
-    Message,
-    ReplyKeyboardMarkup,
-    Update,
-)
-from aiogram.utils.token import TokenValidationError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from bot.messages import InboundMessage, OutboundMessage
-from channels.base import PermanentSendError, SendResult, TransientSendError
 from channels.outbox_worker import register_rate_limit, senders, wake
-from channels.ratelimit import Limit, RateLimited
-from channels.telegram_format import InvalidCallbackData, TelegramRendering, parse_start_token, render
 from core.config import Settings
 from core.logging import get_logger
-from core.models import Channel, OutboxMessage
+from core.models import Channel
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from channels.telegram_bot import TelegramRuntime
     from core.context import AppContext
 
 log = get_logger("doorstep.telegram")
 
-Handle = Callable[[InboundMessage], Awaitable[list[OutboundMessage]]]
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 MAX_UPDATE_BYTES = 1_000_000
-CHAT_ID = re.compile(r"^-?\d{1,20}$")
-OVERALL_PER_SECOND = 30.0
-PER_CHAT_INTERVAL = 1.0
-
-
-# --- inbound: updates become InboundMessages ------------------------------------------------------
-
-
-def inbound_from_message(message: Message, update_id: int) -> InboundMessage | None:
-    """A private chat's message; None for groups and channels, where the bot has nothing to say."""
-    if message.chat.type != "private":
-        return None
-    text = message.text or message.caption or ""
-    user = message.from_user
-    contact_phone = None
-    if message.contact is not None and user is not None and message.contact.user_id == user.id:
-        contact_phone = message.contact.phone_number  # Telegram vouches for the sender's own number
-    return InboundMessage(
-        channel=Channel.telegram,
-        sender=str(message.chat.id),
-        text=text,
-        provider_id=str(update_id),
-        received_at=message.date,
-        contact_phone=contact_phone,
-        start_token=parse_start_token(text) if text.startswith("/start") else None,
-        sender_name=user.full_name if user is not None else "",
-    )
-
-
-def inbound_from_callback(query: CallbackQuery, update_id: int) -> InboundMessage | None:
-    if not query.data:
-        return None
-    chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-    return InboundMessage(
-        channel=Channel.telegram,
-        sender=str(chat_id),
-        payload=query.data,
-        provider_id=str(update_id),
-        sender_name=query.from_user.full_name,
-    )
-
-
-def build_router(handle: Handle) -> Router:
-    """The bot's handlers. No magic filters: aiogram runs those in a thread, and we branch in Python."""
-    router = Router(name="doorstep")
-
-    @router.message()
-    async def on_message(message: Message, event_update: Update) -> None:
-        inbound = inbound_from_message(message, event_update.update_id)
-        if inbound is not None:
-            await handle(inbound)
-
-    @router.callback_query()
-    async def on_callback(query: CallbackQuery, event_update: Update) -> None:
-        # Answer first so the button stops spinning even if the engine fails; a retried update
-        # answers again, which Telegram refuses as too old: nothing to do then.
-        with suppress(TelegramAPIError):
-            await query.answer()
-        inbound = inbound_from_callback(query, event_update.update_id)
-        if inbound is not None:
-            await handle(inbound)
-
-    return router
-
-
-def engine_handle(ctx: AppContext) -> Handle:
-    """Looks the engine up at each update, so the router can be built before the engine is."""
-
-    async def handle(message: InboundMessage) -> list[OutboundMessage]:
-        engine = ctx.components.get("engine")
-        if engine is None:
-            raise RuntimeError("no conversation engine is registered")
-        replies: list[OutboundMessage] = await engine.handle(message)
-        return replies
-
-    return handle
-
-
-# --- outbound: the outbox sender ------------------------------------------------------------------
-
-
-def telegram_limits(message: OutboxMessage) -> list[Limit]:
-    """The outbox worker's pacing for Telegram: about 30 messages/s overall and 1/s per chat."""
-    return [
-        Limit("telegram", OVERALL_PER_SECOND, burst=OVERALL_PER_SECOND),
-        Limit(f"telegram:{message.to_address}", 1.0 / PER_CHAT_INTERVAL),
-    ]
-
-
-def reply_markup(rendering: TelegramRendering) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
-    if rendering.contact_button is not None:
-        return ReplyKeyboardMarkup(
-            keyboard=[[KeyboardButton(text=rendering.contact_button, request_contact=True)]],
-            resize_keyboard=True,
-            one_time_keyboard=True,
-        )
-    if rendering.inline_keyboard:
-        return InlineKeyboardMarkup(
-            inline_keyboard=[
-                [InlineKeyboardButton(text=b.text, callback_data=b.callback_data) for b in row]
-                for row in rendering.inline_keyboard
-            ]
-        )
-    return None
-
-
-class TelegramSender:
-    """Sends outbox rows of Channel.telegram with sendMessage; implements channels.base.Sender.
-
-    The worker paces sends with `telegram_limits`; after a 429 the chat waits the `retry_after`
-    Telegram gave, and its other messages wait too (RateLimited spends no attempt).
-    """
-
-    def __init__(self, bot: Bot, clock: Callable[[], float] = time.monotonic) -> None:
-        self.bot = bot
-        self.clock = clock
-        self._paused_until: dict[str, float] = {}
-
-    def pause(self, chat: str, seconds: float) -> None:
-        now = self.clock()
-        if len(self._paused_until) > 10_000:
-            self._paused_until = {c: t for c, t in self._paused_until.items() if t > now}
-        self._paused_until[chat] = max(self._paused_until.get(chat, 0.0), now + seconds)
-
-    async def send(self, message: OutboxMessage) -> SendResult:
-        if not CHAT_ID.match(message.to_address):
-            raise PermanentSendError("the address is not a Telegram chat id")
-        chat_id = int(message.to_address)
-        if not message.body.strip():
-            raise PermanentSendError("an empty message cannot be sent on Telegram")
-        try:
-            rendering = render(message.body, message.options)
-        except InvalidCallbackData as exc:
-            raise PermanentSendError(str(exc)) from exc
-        chat = str(chat_id)
-        waiting = self._paused_until.get(chat, 0.0) - self.clock()
-        if waiting > 0:
-            raise RateLimited(waiting)
-        try:
-            sent = await self.bot.send_message(
-                chat_id=chat_id, text=rendering.html, parse_mode="HTML", reply_markup=reply_markup(rendering)
-            )
-        except TelegramRetryAfter as exc:
-            self.pause(chat, exc.retry_after)
-            raise TransientSendError("telegram flood control (429)", retry_after=exc.retry_after) from exc
-        except TelegramForbiddenError as exc:
-            raise PermanentSendError("the recipient blocked the bot or never started it (403)") from exc
-        except (TelegramServerError, TelegramNetworkError) as exc:
-            raise TransientSendError(f"telegram unavailable: {type(exc).__name__}") from exc
-        except TelegramBadRequest as exc:
-            raise PermanentSendError(f"telegram refused the message: {exc.message[:200]}") from exc
-        except TelegramAPIError as exc:
-            raise TransientSendError(f"telegram error: {type(exc).__name__}") from exc
-        return SendResult(provider_id=f"{chat_id}:{sent.message_id}")
-
-
-# --- wiring: bot, dispatcher, webhook route, polling ---------------------------------------------
-
-
-@dataclass
-class TelegramRuntime:
-    bot: Bot
-    dispatcher: Dispatcher
-    sender: TelegramSender
-
-
-def build_bot(settings: Settings) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
-    return Bot(settings.telegram_bot_token.get_secret_value(), session=session)
-
-
-def build_runtime(settings: Settings, handle: Handle) -> TelegramRuntime:
-    bot = build_bot(settings)
-    dispatcher = Dispatcher(disable_fsm=True)  # dialog state is the engine's, never aiogram's FSM
-    dispatcher.include_router(build_router(handle))
-    return TelegramRuntime(bot=bot, dispatcher=dispatcher, sender=TelegramSender(bot))
+RUNTIME_COMPONENT = "telegram"
 
 
 async def start_telegram(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]] | None:
     """Starter for app.state.starters: builds the bot and registers the sender; closes it at shutdown.
 
-    A malformed TELEGRAM_BOT_TOKEN leaves the channel off (the webhook answers 503) rather than
-    keeping the whole app, and its other channels, from starting.
+    Without a token the channel stays off (the webhook answers 503, Telegram rows wait in the outbox
+    for a process that has it). A malformed token leaves the channel off too, rather than keeping
+    the whole app, and its other channels, from starting.
     """
+    settings: Settings = app.state.settings
+    if settings.telegram_token is None:
+        log.info("telegram_off", reason="TELEGRAM_BOT_TOKEN is not set")
+        return None
+    from channels import telegram_bot
+
     try:
-        runtime = build_runtime(app.state.settings, engine_handle(ctx))
-    except TokenValidationError:
+        runtime = telegram_bot.build_runtime(settings, telegram_bot.engine_handle(ctx))
+    except telegram_bot.TokenValidationError:
         log.error("telegram_disabled", reason="TELEGRAM_BOT_TOKEN is not a bot token (digits:secret)")
         return None
-    ctx.components["telegram"] = runtime
+    ctx.components[RUNTIME_COMPONENT] = runtime
     senders(ctx)[Channel.telegram] = runtime.sender
-    register_rate_limit(ctx, Channel.telegram, telegram_limits)
+    register_rate_limit(ctx, Channel.telegram, telegram_bot.telegram_limits)
 
     async def stop() -> None:
         await runtime.bot.session.close()
@@ -273,14 +76,14 @@ def build_webhook_router() -> APIRouter:
         if not secret_matches(request.headers.get(SECRET_HEADER), request.app.state.settings):
             log.warning("telegram_webhook_refused", reason="secret token")
             return JSONResponse({"detail": "bad or missing secret token"}, status_code=403)
-        runtime: TelegramRuntime | None = ctx.components.get("telegram")
+        runtime: TelegramRuntime | None = ctx.components.get(RUNTIME_COMPONENT)
         if runtime is None:
             return JSONResponse({"detail": "the Telegram channel is not running"}, status_code=503)
         body = await request.body()
         if len(body) > MAX_UPDATE_BYTES:
             return JSONResponse({"detail": "update too large"}, status_code=413)
         try:
-            update = Update.model_validate_json(body, context={"bot": runtime.bot})
+            update = runtime.parse_update(body)
         except ValidationError as exc:
             log.info("telegram_update_malformed", errors=exc.error_count())
             return JSONResponse({"detail": "malformed update"}, status_code=400)
@@ -293,31 +96,7 @@ def build_webhook_router() -> APIRouter:
     return router
 
 
-async def run_polling(app: FastAPI, **polling: Any) -> None:
-    """`python app.py telegram-polling`: the app's services started, updates pulled with getUpdates."""
-    async with app.router.lifespan_context(app):
-        runtime: TelegramRuntime = app.state.ctx.components["telegram"]
-        await runtime.bot.delete_webhook(drop_pending_updates=False)
-        log.info("telegram_polling_started")
-        await runtime.dispatcher.start_polling(runtime.bot, close_bot_session=False, **polling)
-
-
 def install(app: FastAPI) -> None:
     """Wire the channel into the app: the webhook route now, the bot and sender at start."""
     app.include_router(build_webhook_router())
     app.state.starters.append(start_telegram)
-
-
-async def set_webhook(settings: Settings) -> str:
-    """Point Telegram at `PUBLIC_URL/webhooks/telegram` with the secret token; answers the URL."""
-    url = settings.public_url.rstrip("/") + "/webhooks/telegram"
-    bot = build_bot(settings)
-    try:
-        await bot.set_webhook(
-            url,
-            secret_token=settings.telegram_webhook_secret.get_secret_value(),
-            allowed_updates=["message", "callback_query"],
-        )
-    finally:
-        await bot.session.close()
-    return url

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = f"sqlite:///{ROOT / 'var' / 'doorstep.db'}"
 DEVELOPMENT_SECRET = "development-only-secret"  # noqa: S105 - refused outside development below
+DEVELOPMENT_BOT_TOKEN = "123456:development-token"  # noqa: S105 - a placeholder, never used in production
 
 
 class Settings(BaseSettings):
@@ -33,7 +34,8 @@ class Settings(BaseSettings):
     twilio_api_url: str = "https://api.twilio.com"
     twilio_messages_per_second: float = 1.0
 
-    telegram_bot_token: SecretStr = SecretStr("123456:development-token")
+    # None turns the channel off in production; elsewhere a placeholder keeps it on (see telegram_token)
+    telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     telegram_api_url: str = "https://api.telegram.org"
     telegram_bot_username: str = "DoorstepDemoBot"
@@ -59,7 +61,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
         if self.environment == "production":
-            for name in ("secret_key", "twilio_auth_token", "telegram_webhook_secret"):
+            required = ["secret_key", "twilio_auth_token"]
+            if self.telegram_token is not None:
+                required.append("telegram_webhook_secret")  # only a running channel needs its secret
+            for name in required:
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value() == DEVELOPMENT_SECRET:
                     raise ValueError(f"{name.upper()} must be set in production")
@@ -69,6 +74,17 @@ class Settings(BaseSettings):
     def async_database_url(self) -> str:
         """The URL with the asyncio driver that the app uses."""
         return to_async_url(self.database_url)
+
+    @property
+    def telegram_token(self) -> SecretStr | None:
+        """The bot token the Telegram channel runs with, or None when the channel is off.
+
+        Outside production a placeholder stands in, so development, the sandbox and the tests reach
+        a loopback Bot API (`TELEGRAM_API_URL`) without a real bot.
+        """
+        if self.telegram_bot_token is not None and self.telegram_bot_token.get_secret_value():
+            return self.telegram_bot_token
+        return None if self.environment == "production" else SecretStr(DEVELOPMENT_BOT_TOKEN)
 
     @property
     def is_sqlite(self) -> bool:

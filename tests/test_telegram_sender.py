@@ -9,7 +9,7 @@ import pytest
 
 from channels.base import PermanentSendError, TransientSendError
 from channels.ratelimit import RateLimited, RateLimiter
-from channels.telegram import TelegramSender, build_bot, telegram_limits
+from channels.telegram_bot import TelegramSender, build_bot, telegram_limits
 from channels.telegram_format import REQUEST_CONTACT_PAYLOAD, format_html, parse_start_token, render
 from core.config import Settings
 from core.models import Channel, OutboxMessage

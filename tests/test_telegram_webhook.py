@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 from httpx import AsyncClient
@@ -10,7 +14,8 @@ from pydantic import SecretStr
 
 from app import create_app
 from bot.messages import InboundMessage
-from channels.telegram import run_polling, set_webhook
+from channels.telegram_bot import run_polling, set_webhook
+from core.config import ROOT, Settings
 from core.context import AppContext
 from core.models import Channel
 from tests import telegram_support
@@ -236,3 +241,69 @@ class TestAMalformedToken:
             response = await http.post("/webhooks/telegram", json=message_update(), headers=signed())
             assert response.status_code == 503
             assert Channel.telegram not in ctx.components.get("senders", {})
+
+
+class TestTheChannelOff:
+    """Production without TELEGRAM_BOT_TOKEN: no bot, no aiogram in memory, a webhook that says so."""
+
+    def test_production_without_a_token_has_no_telegram_and_needs_no_webhook_secret(self):
+        production = Settings(
+            environment="production",
+            secret_key=SecretStr("a-real-secret"),
+            twilio_auth_token=SecretStr("a-real-token"),
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        assert production.telegram_token is None
+
+    def test_production_with_a_token_still_requires_the_webhook_secret(self):
+        with pytest.raises(ValueError, match="TELEGRAM_WEBHOOK_SECRET"):
+            Settings(
+                environment="production",
+                secret_key=SecretStr("a-real-secret"),
+                twilio_auth_token=SecretStr("a-real-token"),
+                telegram_bot_token=SecretStr("123:abc"),
+                _env_file=None,  # type: ignore[call-arg]
+            )
+
+    def test_development_runs_the_channel_on_a_placeholder_token(self):
+        assert Settings(_env_file=None).telegram_token is not None  # type: ignore[call-arg]
+
+    def test_a_process_without_telegram_never_imports_aiogram(self, tmp_path):
+        script = """
+import asyncio, json, sys
+from httpx import ASGITransport, AsyncClient
+from app import create_app
+
+async def main():
+    app = create_app()
+    async with app.router.lifespan_context(app), AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        response = await http.post(
+            "/webhooks/telegram", json={"update_id": 1},
+            headers={"X-Telegram-Bot-Api-Secret-Token": "a-webhook-secret"},
+        )
+    print(json.dumps({"status": response.status_code, "aiogram": "aiogram" in sys.modules}))
+
+asyncio.run(main())
+"""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("TELEGRAM_", "DATABASE_", "REDIS_"))
+        }
+        env.update(
+            ENVIRONMENT="production",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'off.db'}",
+            SECRET_KEY="a-real-secret",
+            TWILIO_AUTH_TOKEN="a-real-token",
+            TELEGRAM_WEBHOOK_SECRET="a-webhook-secret",
+            SCHEDULER_ENABLED="false",
+            OUTBOX_ENABLED="false",
+            LOG_LEVEL="WARNING",
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == {"status": 503, "aiogram": False}
