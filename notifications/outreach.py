@@ -13,6 +13,7 @@ Two halves:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -926,7 +927,7 @@ async def _conversations(
                     "locale": row["locale"],
                     "owner": Owner.bot,
                     "status": ConversationStatus.open,
-                    "state": {"dialog": {"options": row["options"], "offers": {}}} if row["options"] else {},
+                    "state": offered_state({}, row["options"]) if row["options"] else {},
                     "misunderstood": 0,
                     "created_at": now,
                     "updated_at": now,
@@ -951,20 +952,25 @@ async def _conversations(
 def _offer(
     conversation: Conversation, note: Notification, options: list[dict[str, str]], now: datetime
 ) -> None:
-    """The conversation now concerns this delivery, and "1", "2"... mean this message's options.
-
-    Written in the engine's database layout of the dialog state (bot/state.py, DatabaseStateStore).
-    """
+    """The conversation now concerns this delivery, and "1", "2"... mean this message's options."""
     conversation.delivery_id = note.delivery_id
     conversation.retailer_id = conversation.retailer_id or note.retailer_id
     if options:
-        state = dict(conversation.state)
-        dialog = dict(state.get("dialog", {}))
-        dialog["options"] = options
-        dialog["offers"] = {}
-        state["dialog"] = dialog
-        conversation.state = state
+        conversation.state = offered_state(conversation.state, options)
     conversation.updated_at = now
+
+
+def offered_state(state: dict[str, Any], options: list[dict[str, str]]) -> dict[str, Any]:
+    """A conversation row's state in which "1", "2"... mean a notification's options.
+
+    In the layout of the engine's dialog state stores (bot/state.py): the database store reads the
+    dialog beside the generation; the `saved_at` stamp makes the Redis store prefer this copy to its
+    own older one, so the options hold whichever store the engine runs with.
+    """
+    dialog = dict(state.get("dialog") or {})
+    dialog["options"] = options
+    dialog["offers"] = {}
+    return {**state, "dialog": dialog, "saved_at": time.time_ns()}
 
 
 async def backfill_window_notifications(ctx: AppContext, *, batch: int = 1000) -> int:

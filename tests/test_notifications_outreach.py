@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlmodel import col, select
 
 from core.consent import set_opt_out
@@ -22,6 +25,8 @@ from scheduling import events as ev
 from scheduling.plans import import_plan
 from tests.conftest import make_tenant
 from tests.plans import small_plan
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -432,23 +437,70 @@ class TestBackfill:
         assert await backfill_window_notifications(ctx) == 0
 
 
+@pytest.fixture(params=["database", "redis"])
+async def state_store(request):
+    """The engine's dialog state store: in the conversation row, or in Redis (production mode)."""
+    from bot.state import DatabaseStateStore, RedisStateStore
+
+    if request.param == "database":
+        yield DatabaseStateStore()
+        return
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except OSError as exc:  # pragma: no cover - only when no Redis answers
+        await client.aclose()
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    prefix = f"doorstep-test:{uuid.uuid4().hex[:8]}"
+    yield RedisStateStore(client, prefix=prefix, ttl_seconds=60)
+    async for key in client.scan_iter(f"{prefix}:*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+def sms_from_ada(text: str) -> Any:
+    from bot.messages import InboundMessage
+
+    return InboundMessage(
+        channel=Channel.sms, sender="+14165550101", text=text, provider_id="SM" + uuid.uuid4().hex
+    )
+
+
 class TestRepliesToNotifications:
-    async def test_replying_1_to_a_failed_attempt_sms_starts_the_reschedule(self, ctx):
+    async def test_replying_1_to_a_failed_attempt_sms_starts_the_reschedule(self, ctx, state_store):
         from bot.engine import ConversationEngine
-        from bot.messages import InboundMessage
 
         clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 16, tzinfo=UTC))
         d = await delivery(ctx, "T001")
         await update(ctx, Delivery, d.id, status=DeliveryStatus.failed)
         await ctx.publish([ev.AttemptFailed(d.retailer_id, d.id, reason="nobody home")])
         await fire_notifications(ctx)
-        engine = ConversationEngine(ctx, clock=clock)
-        replies = await engine.handle(
-            InboundMessage(channel=Channel.sms, sender="+14165550101", text="1", provider_id="SM" + "1" * 32)
-        )
+        engine = ConversationEngine(ctx, clock=clock, state_store=state_store)
+        replies = await engine.handle(sms_from_ada("1"))
         assert replies, "the engine answered"
         payloads = [o.payload for r in replies for o in r.options]
         assert any(p.startswith("win:") for p in payloads), (replies, payloads)
+
+    async def test_a_notification_after_a_chat_makes_the_numbers_mean_its_options_not_the_chats(
+        self, ctx, state_store
+    ):
+        """The chat's own options were saved by the store (in Redis, in production mode) before the
+        notification offered new ones in the conversation row: the newer offer wins."""
+        from bot.engine import ConversationEngine
+
+        clock, _ = await setup(ctx, now=datetime(2026, 12, 3, 16, tzinfo=UTC))
+        engine = ConversationEngine(ctx, clock=clock, state_store=state_store)
+        menu = await engine.handle(sms_from_ada("hello"))
+        assert [o.payload for o in menu[-1].options][2] == "menu:instructions", menu
+        d = await delivery(ctx, "T001")
+        await update(ctx, Delivery, d.id, status=DeliveryStatus.failed)
+        await ctx.publish([ev.AttemptFailed(d.retailer_id, d.id, reason="nobody home")])
+        await fire_notifications(ctx)
+        # "3" is "Note for the driver" in the chat's menu, "Talk to a person" in the notification
+        replies = await engine.handle(sms_from_ada("3"))
+        assert [r.template_key for r in replies] == ["handoff"], replies
 
 
 class RecordingScheduler:
