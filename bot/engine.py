@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -117,7 +119,8 @@ class ConversationEngine:
                 provider_id=(message.provider_id or None) and message.provider_id[:64],
                 created_at=now,
             )
-            uow.session.add(inbound)
+            # Added to the session at the end, in one INSERT with the replies (or earlier, with what
+            # the turn recorded, when a change is committed midway: the checkpoint)
             if conversation.status == ConversationStatus.closed:
                 conversation.status = ConversationStatus.open
             if message.channel == Channel.whatsapp:
@@ -127,31 +130,33 @@ class ConversationEngine:
                 ).all():
                     recipient.whatsapp_last_inbound_at = now
                     uow.session.add(recipient)
-            await uow.session.flush()  # the inbound message's id keys the replies
-            inbound_id = inbound.id or 0
-            turn = await self._turn(uow, message, conversation, now)
+            turn = await self._turn(uow, message, conversation, inbound, now)
             if conversation.owner == Owner.agent:
                 # the agent answers; only STOP/START/HELP, which carriers require us to honour, get ours
                 if not await self.dialogs.run_keyword_only(turn):
+                    self._touch(uow, conversation, now)
+                    uow.session.add(inbound)
+                    await uow.session.flush()
                     uow.record(
                         MessageReceived(
-                            conversation.id or 0, conversation.retailer_id, inbound_id, message.channel
+                            conversation.id or 0, conversation.retailer_id, inbound.id or 0, message.channel
                         )
                     )
-                    self._touch(uow, conversation, now)
                     await uow.commit()
                     log.info("inbound_for_agent", conversation_id=conversation.id, channel=message.channel)
                     return []
             else:
                 await self.dialogs.run(turn)
             turn.remember_offers()
-            # recorded now that the dialog knows the retailer, so the console files it under the right one
-            uow.record(
-                MessageReceived(conversation.id or 0, conversation.retailer_id, inbound_id, message.channel)
-            )
             await self.state_store.save(uow, conversation, turn.state)
             self._touch(uow, conversation, now)
-            await self._send(uow, turn, inbound_id)
+            await self._send(uow, turn, inbound)
+            # recorded now that the dialog knows the retailer, so the console files it under the right one
+            uow.record(
+                MessageReceived(
+                    conversation.id or 0, conversation.retailer_id, inbound.id or 0, message.channel
+                )
+            )
             await uow.commit()
             log.info(
                 "conversation_turn",
@@ -228,14 +233,19 @@ class ConversationEngine:
         return conversation
 
     async def _turn(
-        self, uow: UnitOfWork, message: InboundMessage, conversation: Conversation, now: datetime
+        self,
+        uow: UnitOfWork,
+        message: InboundMessage,
+        conversation: Conversation,
+        inbound: Message,
+        now: datetime,
     ) -> Turn:
         state = await self.state_store.load(uow, conversation)
         turn: Turn
 
         async def checkpoint() -> None:
             """Keep what this turn recorded so far before the scheduling service commits a change."""
-            uow.session.add(conversation)
+            uow.session.add_all([conversation, inbound])
             await uow.commit()
 
         async def recover(held: list[Any]) -> None:
@@ -243,7 +253,9 @@ class ConversationEngine:
             uow.events = []
             turn.deliveries = None
             await uow.session.rollback()
-            for row in [conversation, *turn.recipients, *turn.retailers.values(), *held]:
+            # the inbound message too, once the checkpoint stored it (else it is still to be added)
+            stored = [inbound] if sa_inspect(inbound).persistent else []
+            for row in [conversation, *turn.recipients, *turn.retailers.values(), *held, *stored]:
                 await uow.session.refresh(row)
 
         turn = Turn(
@@ -258,15 +270,20 @@ class ConversationEngine:
         )
         return turn
 
-    async def _send(self, uow: UnitOfWork, turn: Turn, inbound_id: int) -> None:
+    async def _send(self, uow: UnitOfWork, turn: Turn, inbound: Message) -> None:
         """Each reply becomes a message of the conversation and an outbox row, in this transaction.
 
-        The keys `reply:<inbound id>:<n>` are new (the inbound message was just stored), so the rows
-        are added without looking for an existing one, and each kind goes in one batched INSERT.
+        The keys `reply:<channel>:<provider id>:<n>` are new (the provider id was just claimed; a
+        message without one gets a random key), so the rows are added without looking for an existing
+        one: the outbox rows go in one batched INSERT, then the inbound message and the replies in
+        another.
         """
         conversation, message = turn.conversation, turn.message
         if not turn.replies:
+            uow.session.add(inbound)
+            await uow.session.flush()
             return
+        origin = f"{message.channel}:{message.provider_id[:64]}" if message.provider_id else uuid.uuid4().hex
         recipient = turn.recipient
         recipient_id = recipient.id if recipient is not None else conversation.recipient_id
         options = [
@@ -279,7 +296,7 @@ class ConversationEngine:
                 from_address=message.service_address,
                 body=reply.text,
                 options=choices,
-                idempotency_key=f"reply:{inbound_id}:{index}",
+                idempotency_key=f"reply:{origin}:{index}",
                 conversation_id=conversation.id,
                 retailer_id=conversation.retailer_id,
                 recipient_id=recipient_id,
@@ -302,7 +319,7 @@ class ConversationEngine:
             )
             for reply, choices, row in zip(turn.replies, options, rows, strict=True)
         ]
-        uow.session.add_all(sent)
+        uow.session.add_all([inbound, *sent])  # the inbound message first: ids follow the order said
         await uow.session.flush()
         for reply_message, row in zip(sent, rows, strict=True):
             uow.record(

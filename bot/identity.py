@@ -42,11 +42,19 @@ def phone_channels(channel: Channel) -> bool:
 
 async def recipients_of_sender(
     uow: UnitOfWork, channel: Channel, sender: str, conversation: Conversation
-) -> list[Recipient]:
-    """The recipient rows (one per retailer) that are this sender on this channel."""
+) -> tuple[list[Recipient], dict[int, Retailer]]:
+    """The recipient rows (one per retailer) that are this sender on this channel, and the retailers
+    of those rows that came with them (SMS and WhatsApp read both in one query)."""
     session = uow.session
     if phone_channels(channel):
-        return list((await session.exec(select(Recipient).where(Recipient.phone == sender))).all())
+        pairs = (
+            await session.exec(
+                select(Recipient, Retailer)
+                .join(Retailer, col(Retailer.id) == col(Recipient.retailer_id))
+                .where(Recipient.phone == sender)
+            )
+        ).all()
+        return [recipient for recipient, _ in pairs], {r.id: r for _, r in pairs if r.id is not None}
     rows: list[Recipient] = []
     if channel == Channel.telegram and sender.lstrip("-").isdigit():
         rows = list(
@@ -56,7 +64,7 @@ async def recipients_of_sender(
         linked = await session.get(Recipient, conversation.recipient_id)
         if linked is not None:
             rows.append(linked)
-    return rows
+    return rows, {}
 
 
 async def retailer_of_service_address(

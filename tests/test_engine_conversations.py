@@ -108,7 +108,7 @@ class TestStorage:
         assert len(outbox) == len(replies) == 1
         row = outbox[0]
         assert row.to_address == ADA and row.from_address == "+15145550100"
-        assert row.idempotency_key == f"reply:{messages[0].id}:0"
+        assert row.idempotency_key == "reply:sms:SM2:0"
         assert row.body == replies[0].text and messages[1].outbox_id == row.id
         assert row.options == [{"label": o.label, "payload": o.payload} for o in replies[0].options]
 

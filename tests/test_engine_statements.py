@@ -48,12 +48,18 @@ def counted(ctx):
         event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
 
 
+def per_row_inserts(ctx) -> int:
+    """The inbound message and the replies go in one INSERT on PostgreSQL; SQLite inserts them one by
+    one (SQLAlchemy batches ORM inserts with RETURNING there only for tables with a sentinel column)."""
+    return 0 if is_postgres(ctx.engine) else 1
+
+
 def engine_for(ctx):
     return ConversationEngine(ctx, clock=lambda: NOW, understand=ScriptedUnderstanding(ANSWERS))
 
 
 class TestStatementsPerInboundMessage:
-    async def test_where_is_my_parcel_costs_at_most_nine_statements_once_the_conversation_exists(
+    async def test_where_is_my_parcel_costs_at_most_six_statements_once_the_conversation_exists(
         self, ctx, acme
     ):
         await load_small_plan(ctx, acme.retailer_id)
@@ -63,10 +69,10 @@ class TestStatementsPerInboundMessage:
             assert "T001" in await chat.say("where is my parcel")
         with counted(ctx) as again:
             assert "T001" in await chat.say("where is my parcel")
-        assert len(first) <= 10 + new_conversation, first
-        assert len(again) <= 9, again
+        assert len(first) <= 8 + new_conversation + per_row_inserts(ctx), first
+        assert len(again) <= 6 + per_row_inserts(ctx), again
 
-    async def test_a_reschedule_request_with_a_time_costs_at_most_thirteen_statements(self, ctx, acme):
+    async def test_a_reschedule_request_with_a_time_costs_at_most_eleven_statements(self, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)
         warm = Chat(engine_for(ctx), Channel.sms, BEA)  # the plan is read into memory once per process
         await warm.say("another time please")
@@ -75,16 +81,16 @@ class TestStatementsPerInboundMessage:
         with counted(ctx) as statements:
             text = await chat.say("tomorrow 2 to 4 pm")
         assert "Reply YES or NO" in text
-        assert len(statements) <= 13, [s.split(" WHERE")[0][-60:] for s in statements]
+        assert len(statements) <= 11 + per_row_inserts(ctx), [s.split(" WHERE")[0][-60:] for s in statements]
 
-    async def test_a_request_for_times_costs_at_most_fifteen_statements(self, ctx, acme):
+    async def test_a_request_for_times_costs_at_most_thirteen_statements(self, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)
         chat = Chat(engine_for(ctx), Channel.sms, ADA)
         await chat.say("where is my parcel")
         with counted(ctx) as statements:
             text = await chat.say("another time please")
         assert "When would suit you" in text
-        assert len(statements) <= 15, [s.split(" WHERE")[0][-60:] for s in statements]
+        assert len(statements) <= 13 + per_row_inserts(ctx), [s.split(" WHERE")[0][-60:] for s in statements]
 
     async def test_a_retried_webhook_costs_one_statement(self, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)

@@ -75,7 +75,7 @@ class Dialogs:
     async def identify(self, turn: Turn) -> None:
         """The sender's recipient rows (narrowed to the retailer whose own number they wrote to)."""
         message, conversation = turn.message, turn.conversation
-        recipients = await identity.recipients_of_sender(
+        recipients, retailers = await identity.recipients_of_sender(
             turn.uow, message.channel, message.sender, conversation
         )
         pinned = await identity.retailer_of_service_address(
@@ -85,16 +85,17 @@ class Dialogs:
         if pinned is not None and pinned.id is not None:
             recipients = [r for r in recipients if r.retailer_id == pinned.id]
             retailer_ids = {pinned.id}
+            retailers[pinned.id] = pinned
             conversation.retailer_id = pinned.id
         turn.recipients = recipients
         turn.deliveries = None
         if conversation.retailer_id is not None:
             retailer_ids.add(conversation.retailer_id)
-        if retailer_ids:
-            rows = (
-                await turn.uow.session.exec(select(Retailer).where(col(Retailer.id).in_(retailer_ids)))
-            ).all()
-            turn.retailers = {r.id: r for r in rows if r.id is not None}
+        missing = retailer_ids - set(retailers)
+        if missing:
+            rows = (await turn.uow.session.exec(select(Retailer).where(col(Retailer.id).in_(missing)))).all()
+            retailers.update({r.id: r for r in rows if r.id is not None})
+        turn.retailers = {i: r for i, r in retailers.items() if i in retailer_ids}
 
     def speak(self, turn: Turn, parsed: Parsed | None, language: str | None = None) -> None:
         """Answer in the language they wrote, else the one this conversation is in, else their profile's."""
