@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -41,10 +42,11 @@ from core.models import (
     Direction,
     InboundReceipt,
     Message,
+    OutboxMessage,
     Owner,
     Recipient,
 )
-from core.outbox import outbox_row
+from core.outbox import outbox_values
 from core.ratelimit import tracking_guess_limiter
 from core.redis import shared_redis
 
@@ -60,6 +62,24 @@ def understanding_module() -> Any:
 def default_understand() -> Understand:
     understand: Understand = understanding_module().understand
     return understand
+
+
+def message_values(message: Message) -> dict[str, Any]:
+    """A message's columns for a batched Core insert (every row the same keys)."""
+    return {
+        "conversation_id": message.conversation_id,
+        "channel": message.channel,
+        "direction": message.direction,
+        "author": message.author,
+        "author_user_id": message.author_user_id,
+        "text": message.text,
+        "payload": message.payload,
+        "options": list(message.options),
+        "internal_note": message.internal_note,
+        "provider_id": message.provider_id,
+        "outbox_id": message.outbox_id,
+        "created_at": message.created_at,
+    }
 
 
 class ConversationEngine:
@@ -274,9 +294,10 @@ class ConversationEngine:
         """Each reply becomes a message of the conversation and an outbox row, in this transaction.
 
         The keys `reply:<channel>:<provider id>:<n>` are new (the provider id was just claimed; a
-        message without one gets a random key), so the rows are added without looking for an existing
-        one: the outbox rows go in one batched INSERT, then the inbound message and the replies in
-        another.
+        message without one gets a random key), so the rows go in without looking for an existing one,
+        as column values rather than ORM objects (this is every inbound message's path): one batched
+        INSERT for the outbox rows, one for the inbound message (unless a checkpoint stored it) with
+        the replies.
         """
         conversation, message = turn.conversation, turn.message
         if not turn.replies:
@@ -289,48 +310,71 @@ class ConversationEngine:
         options = [
             [{"label": o.label, "payload": o.payload} for o in reply.options] for reply in turn.replies
         ]
+        keys = [f"reply:{origin}:{index}" for index in range(len(turn.replies))]
         rows = [
-            outbox_row(
+            outbox_values(
                 channel=message.channel,
                 to_address=message.sender,
                 from_address=message.service_address,
                 body=reply.text,
                 options=choices,
-                idempotency_key=f"reply:{origin}:{index}",
+                idempotency_key=key,
                 conversation_id=conversation.id,
                 retailer_id=conversation.retailer_id,
                 recipient_id=recipient_id,
                 template_key=reply.template_key,
+                now=turn.now,
             )
-            for index, (reply, choices) in enumerate(zip(turn.replies, options, strict=True))
+            for reply, choices, key in zip(turn.replies, options, keys, strict=True)
         ]
-        uow.session.add_all(rows)
-        await uow.session.flush()
-        sent = [
-            Message(
-                conversation_id=conversation.id or 0,
-                channel=message.channel,
-                direction=Direction.outbound,
-                author=Author.bot,
-                text=reply.text,
-                options=choices,
-                outbox_id=row.id,
-                created_at=turn.now,
-            )
-            for reply, choices, row in zip(turn.replies, options, rows, strict=True)
+        session = uow.session
+        # RETURNING without a guaranteed order (SQLite batches the rows): ids are matched by key
+        outbox_ids = dict(
+            (
+                await session.execute(
+                    insert(OutboxMessage)
+                    .returning(col(OutboxMessage.idempotency_key), col(OutboxMessage.id))
+                    .execution_options(render_nulls=True),
+                    rows,
+                )
+            ).all()
+        )
+        stored = sa_inspect(inbound).persistent
+        said = [] if stored else [message_values(inbound)]
+        said += [
+            {
+                **message_values(inbound),
+                "direction": Direction.outbound,
+                "author": Author.bot,
+                "text": reply.text,
+                "payload": None,
+                "options": choices,
+                "provider_id": None,
+                "outbox_id": outbox_ids[key],
+            }
+            for reply, choices, key in zip(turn.replies, options, keys, strict=True)
         ]
-        uow.session.add_all([inbound, *sent])  # the inbound message first: ids follow the order said
-        await uow.session.flush()
-        for reply_message, row in zip(sent, rows, strict=True):
-            uow.record(
-                MessageSent(
-                    conversation.id or 0,
-                    conversation.retailer_id,
-                    reply_message.id or 0,
-                    message.channel,
-                    row.id,
+        message_ids = (
+            (
+                await session.execute(
+                    # render_nulls: one INSERT for every row, not one per set of non-null columns
+                    insert(Message)
+                    .returning(col(Message.id), sort_by_parameter_order=True)
+                    .execution_options(render_nulls=True),
+                    said,
                 )
             )
+            .scalars()
+            .all()
+        )
+        if not stored:
+            inbound.id = message_ids[0]
+            message_ids = message_ids[1:]
+        for message_id, key in zip(message_ids, keys, strict=True):
+            sent = MessageSent(
+                conversation.id or 0, conversation.retailer_id, message_id, message.channel, outbox_ids[key]
+            )
+            uow.record(sent)
 
     # --- the web sandbox -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.models import Channel, OutboxMessage, utcnow
+from core.models import Channel, OutboxMessage, OutboxStatus, utcnow
 
 
 async def enqueue(
@@ -78,17 +78,63 @@ def outbox_row(
 ) -> OutboxMessage:
     """A new outbox row, not yet added: for callers whose idempotency key cannot exist yet."""
     return OutboxMessage(
-        channel=channel,
-        to_address=to_address,
-        from_address=from_address,
-        body=body,
-        options=list(options),
-        idempotency_key=idempotency_key,
-        retailer_id=retailer_id,
-        conversation_id=conversation_id,
-        recipient_id=recipient_id,
-        content_sid=content_sid,
-        content_variables=content_variables or {},
-        next_attempt_at=not_before or utcnow(),
-        **extra,
+        **outbox_values(
+            channel=channel,
+            to_address=to_address,
+            from_address=from_address,
+            body=body,
+            options=options,
+            idempotency_key=idempotency_key,
+            retailer_id=retailer_id,
+            conversation_id=conversation_id,
+            recipient_id=recipient_id,
+            content_sid=content_sid,
+            content_variables=content_variables,
+            not_before=not_before,
+            **extra,
+        )
     )
+
+
+def outbox_values(
+    *,
+    channel: Channel,
+    to_address: str,
+    body: str,
+    idempotency_key: str,
+    options: Sequence[dict[str, str]] = (),
+    retailer_id: int | None = None,
+    conversation_id: int | None = None,
+    recipient_id: int | None = None,
+    from_address: str = "",
+    content_sid: str | None = None,
+    content_variables: dict[str, str] | None = None,
+    not_before: datetime | None = None,
+    now: datetime | None = None,
+    template_key: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A new pending outbox row as column values, for batched Core inserts (every row the same keys)."""
+    created = now or utcnow()
+    return {
+        "channel": channel,
+        "to_address": to_address,
+        "from_address": from_address,
+        "body": body,
+        "options": list(options),
+        "idempotency_key": idempotency_key,
+        "retailer_id": retailer_id,
+        "conversation_id": conversation_id,
+        "recipient_id": recipient_id,
+        "content_sid": content_sid,
+        "content_variables": content_variables or {},
+        "template_key": template_key,
+        "status": OutboxStatus.pending,
+        "attempts": 0,
+        "next_attempt_at": not_before or created,
+        "last_error": "",
+        "segments": 1,
+        "encoding": "",
+        "created_at": created,
+        **extra,
+    }

@@ -39,7 +39,6 @@ from core.models import (
     Message,
     Notification,
     OutboxMessage,
-    OutboxStatus,
     Owner,
     PickupPoint,
     Recipient,
@@ -47,6 +46,7 @@ from core.models import (
     Stop,
     StopStatus,
 )
+from core.outbox import outbox_values
 from notifications.events import EVENTS, LOCALES
 from notifications.templates import (
     ActiveTemplate,
@@ -837,27 +837,20 @@ async def _enqueue_many(
         return []
     conversations = await _conversations(session, fresh, now)
     values = [
-        {
-            "channel": row["channel"],
-            "to_address": row["to_address"],
-            "from_address": "",
-            "body": row["body"],
-            "options": row["options"],
-            "idempotency_key": row["idempotency_key"],
-            "retailer_id": row["retailer_id"],
-            "recipient_id": row["recipient_id"],
-            "conversation_id": conversations[(row["channel"], row["to_address"], row["service_address"])],
-            "content_sid": row["content_sid"],
-            "content_variables": row["content_variables"],
-            "template_key": row["template_key"],
-            "status": OutboxStatus.pending,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "last_error": "",
-            "segments": 1,
-            "encoding": "",
-            "created_at": now,
-        }
+        outbox_values(
+            channel=row["channel"],
+            to_address=row["to_address"],
+            body=row["body"],
+            options=row["options"],
+            idempotency_key=row["idempotency_key"],
+            retailer_id=row["retailer_id"],
+            recipient_id=row["recipient_id"],
+            conversation_id=conversations[(row["channel"], row["to_address"], row["service_address"])],
+            content_sid=row["content_sid"],
+            content_variables=row["content_variables"],
+            template_key=row["template_key"],
+            now=now,
+        )
         for _, row in fresh
     ]
     # RETURNING without a guaranteed order (SQLite then batches the rows): ids are matched by key
