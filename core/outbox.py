@@ -17,83 +17,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core.models import Channel, OutboxMessage, OutboxStatus, utcnow
 
 
-async def enqueue(
-    session: AsyncSession,
-    *,
-    channel: Channel,
-    to_address: str,
-    body: str,
-    idempotency_key: str,
-    options: Sequence[dict[str, str]] = (),
-    retailer_id: int | None = None,
-    conversation_id: int | None = None,
-    recipient_id: int | None = None,
-    from_address: str = "",
-    content_sid: str | None = None,
-    content_variables: dict[str, str] | None = None,
-    not_before: datetime | None = None,
-    **extra: Any,
-) -> OutboxMessage:
-    """Add a message to the outbox unless one with this idempotency key is already there."""
+async def enqueue(session: AsyncSession, *, idempotency_key: str, **fields: Any) -> OutboxMessage:
+    """Add a message to the outbox unless one with this idempotency key is already there.
+
+    `fields` are those of `outbox_values`.
+    """
     existing = (
         await session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key))
     ).first()
     if existing is not None:
         return existing
-    message = outbox_row(
-        channel=channel,
-        to_address=to_address,
-        from_address=from_address,
-        body=body,
-        options=options,
-        idempotency_key=idempotency_key,
-        retailer_id=retailer_id,
-        conversation_id=conversation_id,
-        recipient_id=recipient_id,
-        content_sid=content_sid,
-        content_variables=content_variables,
-        not_before=not_before,
-        **extra,
-    )
+    message = OutboxMessage(**outbox_values(idempotency_key=idempotency_key, **fields))
     session.add(message)
     await session.flush()
     return message
-
-
-def outbox_row(
-    *,
-    channel: Channel,
-    to_address: str,
-    body: str,
-    idempotency_key: str,
-    options: Sequence[dict[str, str]] = (),
-    retailer_id: int | None = None,
-    conversation_id: int | None = None,
-    recipient_id: int | None = None,
-    from_address: str = "",
-    content_sid: str | None = None,
-    content_variables: dict[str, str] | None = None,
-    not_before: datetime | None = None,
-    **extra: Any,
-) -> OutboxMessage:
-    """A new outbox row, not yet added: for callers whose idempotency key cannot exist yet."""
-    return OutboxMessage(
-        **outbox_values(
-            channel=channel,
-            to_address=to_address,
-            from_address=from_address,
-            body=body,
-            options=options,
-            idempotency_key=idempotency_key,
-            retailer_id=retailer_id,
-            conversation_id=conversation_id,
-            recipient_id=recipient_id,
-            content_sid=content_sid,
-            content_variables=content_variables,
-            not_before=not_before,
-            **extra,
-        )
-    )
 
 
 def outbox_values(

@@ -9,18 +9,7 @@ from redis.asyncio import Redis
 
 from bot.state import DatabaseStateStore, RedisStateStore, reset_dialog
 from core.models import Channel, Conversation
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-async def redis_or_skip() -> Redis:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except OSError as exc:  # pragma: no cover - only when no Redis answers
-        await client.aclose()
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
-    return client
+from tests.redis_support import REDIS_URL, redis_or_skip
 
 
 @pytest.fixture(params=["database", "redis"])

@@ -25,8 +25,7 @@ from scheduling import events as ev
 from scheduling.plans import import_plan
 from tests.conftest import make_tenant
 from tests.plans import small_plan
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.redis_support import redis_or_skip
 
 
 class Clock:
@@ -445,14 +444,7 @@ async def state_store(request):
     if request.param == "database":
         yield DatabaseStateStore()
         return
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except OSError as exc:  # pragma: no cover - only when no Redis answers
-        await client.aclose()
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    client = await redis_or_skip()
     prefix = f"doorstep-test:{uuid.uuid4().hex[:8]}"
     yield RedisStateStore(client, prefix=prefix, ttl_seconds=60)
     async for key in client.scan_iter(f"{prefix}:*"):
