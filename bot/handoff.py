@@ -16,7 +16,7 @@ from sqlmodel import select
 from bot.events import ConversationClosed, HandedBack, HandoffRequested, TakenOver
 from bot.state import reset_dialog
 from core.db import UnitOfWork
-from core.models import Conversation, ConversationStatus, Owner, utcnow
+from core.models import Author, Conversation, ConversationStatus, Direction, Message, Owner, utcnow
 
 
 class ConversationNotFound(Exception):
@@ -40,13 +40,36 @@ async def _load(uow: UnitOfWork, conversation_id: int, retailer_ids: Collection[
     return conversation
 
 
+HANDOFF_REQUESTED = "bot:handoff_requested"  # the payload of the history line a request leaves
+REASON_TEXT = {
+    "asked": "The recipient asked for a person",
+    "misunderstood": "The bot did not understand the recipient",
+}
+
+
 def request_person(uow: UnitOfWork, conversation: Conversation, reason: str, now: datetime) -> bool:
-    """Put the conversation in the agents' queue; False when it was already waiting there."""
+    """Put the conversation in the agents' queue; False when it was already waiting there.
+
+    The request stays in the conversation's history as a line for agents (what the console shows
+    and the dashboard counts as hand-offs asked for).
+    """
     if conversation.status == ConversationStatus.needs_person:
         return False
     conversation.status = ConversationStatus.needs_person
     conversation.updated_at = now
     uow.session.add(conversation)
+    uow.session.add(
+        Message(
+            conversation_id=conversation.id or 0,
+            channel=conversation.channel,
+            direction=Direction.outbound,
+            author=Author.system,
+            text=REASON_TEXT.get(reason, f"The bot asked for a person ({reason})"),
+            payload=HANDOFF_REQUESTED,
+            internal_note=True,
+            created_at=now,
+        )
+    )
     uow.record(HandoffRequested(conversation.id or 0, conversation.retailer_id, reason))
     return True
 

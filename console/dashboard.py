@@ -2,8 +2,9 @@
 recipients and by agents, and hand-offs to agents.
 
 "Answered" means the recipient wrote to us within 24 hours after the notification was queued.
-A hand-off is a conversation an agent took over (the console writes that line in the history).
-Days are the retailer's local days.
+Hand-offs are counted twice over from the lines they leave in a conversation's history: asked for
+(the bot queued the conversation for a person, bot.handoff.request_person) and taken over (an agent
+took it, console.actions). Days are the retailer's local days.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from markupsafe import Markup
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.handoff import HANDOFF_REQUESTED
 from console.pictures import Series, bar_chart_svg
 from core.models import (
     Author,
@@ -36,6 +38,9 @@ DELIVERED = frozenset({OutboxStatus.delivered, OutboxStatus.read})
 ANSWER_WITHIN = timedelta(hours=24)
 
 
+TAKEN_OVER = "console:taken_over"  # the line console.actions writes when an agent takes over
+
+
 @dataclass
 class DayFigures:
     day: date
@@ -45,7 +50,8 @@ class DayFigures:
     failed: int = 0
     recipient_changes: int = 0
     agent_changes: int = 0
-    handoffs: int = 0
+    handoff_requests: int = 0  # the bot queued the conversation for a person
+    handoffs: int = 0  # an agent took it over
 
 
 async def daily_figures(
@@ -120,20 +126,23 @@ async def daily_figures(
                 day.recipient_changes += 1
     handoffs = (
         await session.exec(
-            select(Message.created_at)
+            select(Message.created_at, Message.payload)
             .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
             .where(
                 col(Conversation.retailer_id).in_(ids),
                 Message.author == Author.system,
-                Message.payload == "console:taken_over",
+                col(Message.payload).in_([HANDOFF_REQUESTED, TAKEN_OVER]),
                 Message.created_at >= since,
             )
         )
     ).all()
-    for created_at in handoffs:
+    for created_at, payload in handoffs:
         day = bucket(created_at)
         if day is not None:
-            day.handoffs += 1
+            if payload == TAKEN_OVER:
+                day.handoffs += 1
+            else:
+                day.handoff_requests += 1
     return [figures[d] for d in sorted(figures)]
 
 
@@ -158,6 +167,11 @@ def charts(figures: list[DayFigures]) -> list[Markup]:
             ],
         ),
         bar_chart_svg(
-            "Hand-offs to agents", labels, [Series("taken over", "#cf222e", [f.handoffs for f in figures])]
+            "Hand-offs to agents",
+            labels,
+            [
+                Series("asked for", "#fb8f44", [f.handoff_requests for f in figures]),
+                Series("taken over", "#cf222e", [f.handoffs for f in figures]),
+            ],
         ),
     ]

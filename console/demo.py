@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from bot.handoff import HANDOFF_REQUESTED
 from console.auth import UserExists, create_user
 from core.context import AppContext
 from core.db import UnitOfWork
@@ -325,6 +326,18 @@ async def _demo_history(uow: UnitOfWork, slug: str, now: datetime) -> int:
                 )
             )
             if handed_off:
+                uow.session.add(
+                    Message(
+                        conversation_id=conversation.id,
+                        channel=Channel.sms,
+                        direction=Direction.outbound,
+                        author=Author.system,
+                        text="(demo history) The recipient asked for a person",
+                        payload=HANDOFF_REQUESTED,
+                        internal_note=True,
+                        created_at=replied_at + timedelta(minutes=1),
+                    )
+                )
                 uow.session.add(
                     Message(
                         conversation_id=conversation.id,

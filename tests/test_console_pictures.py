@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
+from bot.handoff import request_person
 from console.dashboard import daily_figures
 from console.pictures import MapPoint, Series, bar_chart_svg, map_svg, timeline_from_plan, timeline_svg
 from core.models import (
@@ -150,6 +151,7 @@ class TestDashboardFigures:
                     created_at=now - timedelta(hours=1),
                 )
             )
+            request_person(uow, conversation, "asked", now - timedelta(days=1, minutes=5))
             uow.session.add(
                 Message(
                     conversation_id=conversation.id,
@@ -185,3 +187,4 @@ class TestDashboardFigures:
         assert (today.sent, today.delivered, today.answered, today.failed) == (2, 1, 2, 1)
         assert (today.recipient_changes, today.agent_changes) == (1, 1)
         assert (today.handoffs, yesterday.handoffs) == (0, 1)
+        assert (today.handoff_requests, yesterday.handoff_requests) == (0, 1)
