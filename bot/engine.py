@@ -170,13 +170,16 @@ class ConversationEngine:
             turn.remember_offers()
             await self.state_store.save(uow, conversation, turn.state)
             self._touch(uow, conversation, now)
-            await self._send(uow, turn, inbound)
-            # recorded now that the dialog knows the retailer, so the console files it under the right one
+            sent = await self._send(uow, turn, inbound)
+            # recorded now that the dialog knows the retailer, so the console files it under the right
+            # one; what was said comes before the answers, as the console shows them
             uow.record(
                 MessageReceived(
                     conversation.id or 0, conversation.retailer_id, inbound.id or 0, message.channel
                 )
             )
+            for event in sent:
+                uow.record(event)
             await uow.commit()
             log.info(
                 "conversation_turn",
@@ -290,20 +293,20 @@ class ConversationEngine:
         )
         return turn
 
-    async def _send(self, uow: UnitOfWork, turn: Turn, inbound: Message) -> None:
+    async def _send(self, uow: UnitOfWork, turn: Turn, inbound: Message) -> list[MessageSent]:
         """Each reply becomes a message of the conversation and an outbox row, in this transaction.
 
         The keys `reply:<channel>:<provider id>:<n>` are new (the provider id was just claimed; a
         message without one gets a random key), so the rows go in without looking for an existing one,
         as column values rather than ORM objects (this is every inbound message's path): one batched
         INSERT for the outbox rows, one for the inbound message (unless a checkpoint stored it) with
-        the replies.
+        the replies. Returns the replies' events, for the caller to record after the inbound one.
         """
         conversation, message = turn.conversation, turn.message
         if not turn.replies:
             uow.session.add(inbound)
             await uow.session.flush()
-            return
+            return []
         origin = f"{message.channel}:{message.provider_id[:64]}" if message.provider_id else uuid.uuid4().hex
         recipient = turn.recipient
         recipient_id = recipient.id if recipient is not None else conversation.recipient_id
@@ -370,11 +373,12 @@ class ConversationEngine:
         if not stored:
             inbound.id = message_ids[0]
             message_ids = message_ids[1:]
-        for message_id, key in zip(message_ids, keys, strict=True):
-            sent = MessageSent(
+        return [
+            MessageSent(
                 conversation.id or 0, conversation.retailer_id, message_id, message.channel, outbox_ids[key]
             )
-            uow.record(sent)
+            for message_id, key in zip(message_ids, keys, strict=True)
+        ]
 
     # --- the web sandbox -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from bot.messages import InboundMessage
 from bot.understanding.model import Intent
 from core.consent import opted_out
 from core.models import (
+    Author,
     Channel,
     Conversation,
     ConversationStatus,
@@ -136,6 +137,10 @@ class TestStorage:
         received, sent = recorder.of(MessageReceived), recorder.of(MessageSent)
         assert len(received) == 1 and len(sent) == 1
         assert received[0].retailer_id == acme.retailer_id == sent[0].retailer_id
+        # what the recipient said comes before the bot's answer, as the console shows them
+        said = [type(e) for e in recorder.events if isinstance(e, MessageReceived | MessageSent)]
+        assert said == [MessageReceived, MessageSent]
+        assert received[0].message_id < sent[0].message_id
 
 
 class TestKeywords:
@@ -275,6 +280,9 @@ class TestHandoff:
         conversation = (await rows(ctx, Conversation))[0]
         assert conversation.status == ConversationStatus.needs_person and conversation.owner == Owner.bot
         assert len(recorder.of(HandoffRequested)) == 1
+        lines = [m for m in await rows(ctx, Message) if m.author == Author.system]
+        assert [(m.payload, m.internal_note) for m in lines] == [("bot:handoff_requested", True)]
+        assert lines[0].text == "The recipient asked for a person"
 
     async def test_while_an_agent_owns_it_the_bot_records_and_stays_silent_then_answers_after_hand_back(
         self, ctx, acme
