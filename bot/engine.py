@@ -343,10 +343,11 @@ class ConversationEngine:
             ).all()
         )
         stored = sa_inspect(inbound).persistent
-        said = [] if stored else [message_values(inbound)]
+        heard = message_values(inbound)
+        said = [] if stored else [heard]
         said += [
             {
-                **message_values(inbound),
+                **heard,
                 "direction": Direction.outbound,
                 "author": Author.bot,
                 "text": reply.text,

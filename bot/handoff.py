@@ -40,6 +40,24 @@ async def _load(uow: UnitOfWork, conversation_id: int, retailer_ids: Collection[
     return conversation
 
 
+def history_line(
+    conversation: Conversation, text: str, payload: str, now: datetime, *, user_id: int | None = None
+) -> Message:
+    """A line in the conversation's history for agents only ("Ana took over"), never sent; `payload`
+    names its kind (the dashboard counts hand-offs by it)."""
+    return Message(
+        conversation_id=conversation.id or 0,
+        channel=conversation.channel,
+        direction=Direction.outbound,
+        author=Author.system,
+        author_user_id=user_id,
+        text=text,
+        payload=payload,
+        internal_note=True,
+        created_at=now,
+    )
+
+
 HANDOFF_REQUESTED = "bot:handoff_requested"  # the payload of the history line a request leaves
 REASON_TEXT = {
     "asked": "The recipient asked for a person",
@@ -58,18 +76,8 @@ def request_person(uow: UnitOfWork, conversation: Conversation, reason: str, now
     conversation.status = ConversationStatus.needs_person
     conversation.updated_at = now
     uow.session.add(conversation)
-    uow.session.add(
-        Message(
-            conversation_id=conversation.id or 0,
-            channel=conversation.channel,
-            direction=Direction.outbound,
-            author=Author.system,
-            text=REASON_TEXT.get(reason, f"The bot asked for a person ({reason})"),
-            payload=HANDOFF_REQUESTED,
-            internal_note=True,
-            created_at=now,
-        )
-    )
+    text = REASON_TEXT.get(reason, f"The bot asked for a person ({reason})")
+    uow.session.add(history_line(conversation, text, HANDOFF_REQUESTED, now))
     uow.record(HandoffRequested(conversation.id or 0, conversation.retailer_id, reason))
     return True
 

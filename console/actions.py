@@ -128,19 +128,7 @@ def _event_line(
 ) -> None:
     """A line in the conversation's history ("Ana took over"), seen by agents only."""
     assert conversation.id is not None
-    uow.session.add(
-        Message(
-            conversation_id=conversation.id,
-            channel=conversation.channel,
-            direction=Direction.outbound,
-            author=Author.system,
-            author_user_id=user.id,
-            text=text,
-            payload=f"console:{kind}",
-            internal_note=True,
-            created_at=now,
-        )
-    )
+    uow.session.add(handoff.history_line(conversation, text, f"console:{kind}", now, user_id=user.id))
 
 
 # --- ownership -----------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.handoff import HANDOFF_REQUESTED
+from bot.handoff import HANDOFF_REQUESTED, history_line
 from console.auth import UserExists, create_user
+from console.dashboard import TAKEN_OVER
 from core.context import AppContext
 from core.db import UnitOfWork
 from core.models import (
@@ -326,29 +327,17 @@ async def _demo_history(uow: UnitOfWork, slug: str, now: datetime) -> int:
                 )
             )
             if handed_off:
-                uow.session.add(
-                    Message(
-                        conversation_id=conversation.id,
-                        channel=Channel.sms,
-                        direction=Direction.outbound,
-                        author=Author.system,
-                        text="(demo history) The recipient asked for a person",
-                        payload=HANDOFF_REQUESTED,
-                        internal_note=True,
-                        created_at=replied_at + timedelta(minutes=1),
-                    )
-                )
-                uow.session.add(
-                    Message(
-                        conversation_id=conversation.id,
-                        channel=Channel.sms,
-                        direction=Direction.outbound,
-                        author=Author.system,
-                        text="(demo history) An agent took over",
-                        payload="console:taken_over",
-                        internal_note=True,
-                        created_at=replied_at + timedelta(minutes=3),
-                    )
+                asked, taken = replied_at + timedelta(minutes=1), replied_at + timedelta(minutes=3)
+                uow.session.add_all(
+                    [
+                        history_line(
+                            conversation,
+                            "(demo history) The recipient asked for a person",
+                            HANDOFF_REQUESTED,
+                            asked,
+                        ),
+                        history_line(conversation, "(demo history) An agent took over", TAKEN_OVER, taken),
+                    ]
                 )
             conversation.updated_at = max(conversation.updated_at, replied_at)
     await uow.commit()
