@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -52,6 +52,26 @@ from core.redis import shared_redis
 
 log = get_logger("doorstep.bot")
 TEXT_LIMIT = 4000  # what we keep of one inbound message
+
+# Built once: a statement object caches its own cache key, so each turn skips rebuilding it
+_OUTBOX_TABLE, _MESSAGE_TABLE = OutboxMessage.__table__, Message.__table__  # type: ignore[attr-defined]
+INSERT_OUTBOX = insert(_OUTBOX_TABLE).returning(_OUTBOX_TABLE.c.idempotency_key, _OUTBOX_TABLE.c.id)
+INSERT_MESSAGES = insert(_MESSAGE_TABLE).returning(_MESSAGE_TABLE.c.id, sort_by_parameter_order=True)
+CLAIM_ON_POSTGRES, CLAIM_ON_SQLITE = (
+    dialect_insert(InboundReceipt.__table__)  # type: ignore[attr-defined]
+    .on_conflict_do_nothing(index_elements=["provider", "external_id"])
+    .returning(col(InboundReceipt.id))
+    for dialect_insert in (postgresql_insert, sqlite_insert)
+)
+CONVERSATION_FOR_UPDATE = (
+    select(Conversation)
+    .where(
+        Conversation.channel == bindparam("channel"),
+        Conversation.address == bindparam("address"),
+        Conversation.service_address == bindparam("service_address"),
+    )
+    .with_for_update()
+)
 
 
 def understanding_module() -> Any:
@@ -205,32 +225,27 @@ class ConversationEngine:
         One `INSERT ... ON CONFLICT DO NOTHING RETURNING id` (PostgreSQL and SQLite alike): a retried
         webhook, even one handled concurrently by another worker, inserts nothing and returns no row.
         """
-        provider, external_id = str(message.channel), (message.provider_id or "")[:64]
-        insert = postgresql_insert if is_postgres(self._ctx.engine) else sqlite_insert
-        statement = (
-            insert(InboundReceipt)
-            .values(provider=provider, external_id=external_id, received_at=now)
-            .on_conflict_do_nothing(index_elements=["provider", "external_id"])
-            .returning(col(InboundReceipt.id))
-        )
-        return (await uow.session.execute(statement)).first() is not None
+        statement = CLAIM_ON_POSTGRES if is_postgres(self._ctx.engine) else CLAIM_ON_SQLITE
+        values = {
+            "provider": str(message.channel),
+            "external_id": (message.provider_id or "")[:64],
+            "received_at": now,
+        }
+        connection = await uow.session.connection()
+        return (await connection.execute(statement, values)).first() is not None
 
     async def _conversation(self, uow: UnitOfWork, message: InboundMessage, now: datetime) -> Conversation:
         """The conversation of this sender on this channel and service number, locked for the turn."""
         session = uow.session
 
         async def find() -> Conversation | None:
-            return (
-                await session.exec(
-                    select(Conversation)
-                    .where(
-                        Conversation.channel == message.channel,
-                        Conversation.address == message.sender[:64],
-                        Conversation.service_address == message.service_address[:64],
-                    )
-                    .with_for_update()
-                )
-            ).first()
+            where = {
+                "channel": message.channel,
+                "address": message.sender[:64],
+                "service_address": message.service_address[:64],
+            }
+            found: Conversation | None = (await session.execute(CONVERSATION_FOR_UPDATE, where)).scalar()
+            return found
 
         conversation = await find()
         if conversation is not None:
@@ -330,18 +345,13 @@ class ConversationEngine:
             )
             for reply, choices, key in zip(turn.replies, options, keys, strict=True)
         ]
-        session = uow.session
+        # Core statements on the unit's connection: nothing pending has to be flushed first (the
+        # conversation row exists), and the ORM's bulk machinery cost more than the inserts
+        connection = await uow.session.connection()
         # RETURNING without a guaranteed order (SQLite batches the rows): ids are matched by key
-        outbox_ids = dict(
-            (
-                await session.execute(
-                    insert(OutboxMessage)
-                    .returning(col(OutboxMessage.idempotency_key), col(OutboxMessage.id))
-                    .execution_options(render_nulls=True),
-                    rows,
-                )
-            ).all()
-        )
+        outbox_ids: dict[str, int] = {
+            key: outbox_id for key, outbox_id in (await connection.execute(INSERT_OUTBOX, rows)).all()
+        }
         stored = sa_inspect(inbound).persistent
         heard = message_values(inbound)
         said = [] if stored else [heard]
@@ -358,19 +368,7 @@ class ConversationEngine:
             }
             for reply, choices, key in zip(turn.replies, options, keys, strict=True)
         ]
-        message_ids = (
-            (
-                await session.execute(
-                    # render_nulls: one INSERT for every row, not one per set of non-null columns
-                    insert(Message)
-                    .returning(col(Message.id), sort_by_parameter_order=True)
-                    .execution_options(render_nulls=True),
-                    said,
-                )
-            )
-            .scalars()
-            .all()
-        )
+        message_ids = (await connection.execute(INSERT_MESSAGES, said)).scalars().all()
         if not stored:
             inbound.id = message_ids[0]
             message_ids = message_ids[1:]

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import col, or_, select
 
 from core.db import UnitOfWork
@@ -35,6 +36,20 @@ CHANGEABLE_STATUSES = (DeliveryStatus.pooled, DeliveryStatus.scheduled, Delivery
 RECENT_DAYS = 2
 _TRACKING = re.compile(r"[^A-Za-z0-9-]")
 
+# Every inbound message runs these two: built once, they keep their cache keys between turns
+_RECIPIENTS_OF_PHONE = (
+    select(Recipient, Retailer)
+    .join(Retailer, col(Retailer.id) == col(Recipient.retailer_id))
+    .where(Recipient.phone == bindparam("phone"))
+)
+_DELIVERIES_OF = (
+    select(Delivery)
+    .where(col(Delivery.recipient_id).in_(bindparam("recipient_ids", expanding=True)))
+    .where(or_(col(Delivery.status).in_(OPEN_STATUSES), col(Delivery.day) >= bindparam("since")))
+    .where(Delivery.status != DeliveryStatus.cancelled)
+    .order_by(col(Delivery.day), col(Delivery.window_start), col(Delivery.id))
+)
+
 
 def phone_channels(channel: Channel) -> bool:
     return channel in (Channel.sms, Channel.whatsapp)
@@ -47,13 +62,7 @@ async def recipients_of_sender(
     of those rows that came with them (SMS and WhatsApp read both in one query)."""
     session = uow.session
     if phone_channels(channel):
-        pairs = (
-            await session.exec(
-                select(Recipient, Retailer)
-                .join(Retailer, col(Retailer.id) == col(Recipient.retailer_id))
-                .where(Recipient.phone == sender)
-            )
-        ).all()
+        pairs = (await session.execute(_RECIPIENTS_OF_PHONE, {"phone": sender})).all()
         return [recipient for recipient, _ in pairs], {r.id: r for _, r in pairs if r.id is not None}
     rows: list[Recipient] = []
     if channel == Channel.telegram and sender.lstrip("-").isdigit():
@@ -81,21 +90,9 @@ async def deliveries_of(uow: UnitOfWork, recipient_ids: Sequence[int], today: da
     """Open deliveries, and the recently finished ones, soonest first."""
     if not recipient_ids:
         return []
-    rows = (
-        await uow.session.exec(
-            select(Delivery)
-            .where(col(Delivery.recipient_id).in_(list(recipient_ids)))
-            .where(
-                or_(
-                    col(Delivery.status).in_(OPEN_STATUSES),
-                    col(Delivery.day) >= today - timedelta(days=RECENT_DAYS),
-                )
-            )
-            .where(Delivery.status != DeliveryStatus.cancelled)
-            .order_by(col(Delivery.day), col(Delivery.window_start), col(Delivery.id))
-        )
-    ).all()
-    return list(rows)
+    since = today - timedelta(days=RECENT_DAYS)
+    result = await uow.session.execute(_DELIVERIES_OF, {"recipient_ids": list(recipient_ids), "since": since})
+    return list(result.scalars().all())
 
 
 async def link_by_start_token(uow: UnitOfWork, token: str, chat_id: str) -> Delivery | None:
