@@ -6,6 +6,7 @@ the pool instead of failing on "database is locked". PostgreSQL gets an ordinary
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -24,6 +26,9 @@ from core.logging import get_logger
 from core.resilience import is_database_outage
 
 MIGRATIONS = ROOT / "migrations"
+# A pooled PostgreSQL connection idle this long is pinged before use (see `ping_when_idle`)
+PING_AFTER_IDLE_SECONDS = 2.0
+_IDLE_SINCE = "doorstep_idle_since"
 log = get_logger("doorstep.db")
 
 
@@ -41,7 +46,9 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    database_url: str, *, pool_size: int = 10, ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS
+) -> AsyncEngine:
     url = to_async_url(database_url)
     _ensure_sqlite_dir(url)
     if url.startswith("sqlite"):
@@ -50,7 +57,38 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    ping_when_idle(engine, ping_after_idle_seconds)
+    return engine
+
+
+def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only when it sat idle for `idle_seconds`.
+
+    `pool_pre_ping` pings at every checkout, which on asyncpg is three round trips (BEGIN, the ping,
+    ROLLBACK) for each unit of work: as many as half the statements of a short conversation turn. A
+    connection handed back a moment ago has just proved itself; one that sat idle may have lost its
+    server (a restart, a timeout), so it is pinged and, if dead, replaced before anyone uses it (a
+    `DisconnectionError` in a checkout handler makes the pool connect anew). A busy connection
+    killed under load fails its statement instead: SQLAlchemy then treats the pool as stale and the
+    next checkouts connect anew, so the process still recovers by itself.
+    """
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _stamp(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return  # a new connection, or one in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            log.info("pooled_connection_dead", error=type(error).__name__)
+            raise sa_exc.DisconnectionError("the pooled connection did not answer a ping") from error
 
 
 def make_sync_engine(database_url: str) -> Engine:

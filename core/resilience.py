@@ -3,8 +3,9 @@
 While PostgreSQL restarts, requests fail with connection errors (refused, "the database system is
 shutting down", a pooled connection that died). They get `503 {"detail": "database unavailable"}`
 and `Retry-After: 2`; providers retry webhooks that did not get a 2xx. The pool pings connections
-before use (`pool_pre_ping`), so once the server is back the next request gets a fresh connection
-and the process recovers without a restart.
+that sat idle before handing them out, and a disconnect on a busy one makes SQLAlchemy replace the
+pool's connections (`core.db.ping_when_idle`), so once the server is back the next requests get fresh
+connections and the process recovers without a restart.
 """
 
 from __future__ import annotations

@@ -135,3 +135,62 @@ class TestDatabaseOutage:
 
         response = database_unavailable_response()
         assert response.status_code == status and b"try again" in response.body
+
+
+class TestPooledConnections:
+    """The pool pings a connection only after it sat idle (`core.db.ping_when_idle`): a ping on every
+    checkout cost three round trips per unit of work on asyncpg."""
+
+    @staticmethod
+    async def backend_of(engine) -> int:
+        from sqlalchemy import text
+
+        async with engine.connect() as connection:
+            pid: int = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            return pid
+
+    @staticmethod
+    def terminate(database_url: str, pid: int) -> None:
+        import psycopg
+
+        with psycopg.connect(database_url, autocommit=True) as killer:
+            # with a timeout, pg_terminate_backend returns once the backend has exited
+            assert killer.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone() == (True,)
+
+    async def test_an_idle_connection_that_died_is_replaced_before_anyone_uses_it(self, settings):
+        if settings.is_sqlite:
+            pytest.skip("a server-side backend to kill exists on PostgreSQL only")
+        import asyncio
+
+        from core.db import make_engine
+
+        engine = make_engine(settings.database_url, pool_size=1, ping_after_idle_seconds=0.2)
+        try:
+            first = await self.backend_of(engine)
+            self.terminate(settings.database_url, first)
+            await asyncio.sleep(0.3)
+            assert await self.backend_of(engine) != first  # pinged, found dead, connected anew
+        finally:
+            await engine.dispose()
+
+    async def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_disconnect_renews_the_pool(
+        self, settings
+    ):
+        if settings.is_sqlite:
+            pytest.skip("a server-side backend to kill exists on PostgreSQL only")
+        from sqlalchemy import text
+
+        from core.db import make_engine
+
+        engine = make_engine(settings.database_url, pool_size=1, ping_after_idle_seconds=60)
+        try:
+            first = await self.backend_of(engine)
+            self.terminate(settings.database_url, first)
+            # no ping within the minute: the statement itself meets the dead connection
+            with pytest.raises(sa_exc.DBAPIError) as raised:
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+            assert is_database_outage(raised.value) and raised.value.connection_invalidated
+            assert await self.backend_of(engine) != first  # the next checkout connects anew
+        finally:
+            await engine.dispose()
