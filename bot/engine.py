@@ -244,8 +244,7 @@ class ConversationEngine:
                 "address": message.sender[:64],
                 "service_address": message.service_address[:64],
             }
-            found: Conversation | None = (await session.execute(CONVERSATION_FOR_UPDATE, where)).scalar()
-            return found
+            return (await session.exec(CONVERSATION_FOR_UPDATE, params=where)).first()
 
         conversation = await find()
         if conversation is not None:

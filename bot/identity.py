@@ -62,7 +62,7 @@ async def recipients_of_sender(
     of those rows that came with them (SMS and WhatsApp read both in one query)."""
     session = uow.session
     if phone_channels(channel):
-        pairs = (await session.execute(_RECIPIENTS_OF_PHONE, {"phone": sender})).all()
+        pairs = (await session.exec(_RECIPIENTS_OF_PHONE, params={"phone": sender})).all()
         return [recipient for recipient, _ in pairs], {r.id: r for _, r in pairs if r.id is not None}
     rows: list[Recipient] = []
     if channel == Channel.telegram and sender.lstrip("-").isdigit():
@@ -91,8 +91,8 @@ async def deliveries_of(uow: UnitOfWork, recipient_ids: Sequence[int], today: da
     if not recipient_ids:
         return []
     since = today - timedelta(days=RECENT_DAYS)
-    result = await uow.session.execute(_DELIVERIES_OF, {"recipient_ids": list(recipient_ids), "since": since})
-    return list(result.scalars().all())
+    params = {"recipient_ids": list(recipient_ids), "since": since}
+    return list((await uow.session.exec(_DELIVERIES_OF, params=params)).all())
 
 
 async def link_by_start_token(uow: UnitOfWork, token: str, chat_id: str) -> Delivery | None:
