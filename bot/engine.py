@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -63,15 +63,18 @@ CLAIM_ON_POSTGRES, CLAIM_ON_SQLITE = (
     .returning(col(InboundReceipt.id))
     for dialect_insert in (postgresql_insert, sqlite_insert)
 )
-CONVERSATION_FOR_UPDATE = (
-    select(Conversation)
-    .where(
-        Conversation.channel == bindparam("channel"),
-        Conversation.address == bindparam("address"),
-        Conversation.service_address == bindparam("service_address"),
-    )
-    .with_for_update()
+_BY_ADDRESS = (
+    col(Conversation.channel) == bindparam("of_channel"),
+    col(Conversation.address) == bindparam("of_address"),
+    col(Conversation.service_address) == bindparam("of_service_address"),
 )
+CONVERSATION_STAMPED = (
+    update(Conversation)
+    .where(*_BY_ADDRESS)
+    .values(last_inbound_at=bindparam("stamp"), updated_at=bindparam("stamp"))
+    .returning(Conversation)
+)
+CONVERSATION_FOR_UPDATE = select(Conversation).where(*_BY_ADDRESS).with_for_update()
 
 
 def understanding_module() -> Any:
@@ -234,17 +237,28 @@ class ConversationEngine:
         connection = await uow.session.connection()
         return (await connection.execute(statement, values)).first() is not None
 
-    async def _conversation(self, uow: UnitOfWork, message: InboundMessage, now: datetime) -> Conversation:
-        """The conversation of this sender on this channel and service number, locked for the turn."""
+    async def _conversation(
+        self, uow: UnitOfWork, message: InboundMessage, now: datetime, *, inbound: bool = True
+    ) -> Conversation:
+        """The conversation of this sender on this channel and service number, locked for the turn.
+
+        For an inbound message the row is found, locked and stamped by one `UPDATE ... RETURNING`
+        (an UPDATE locks the row as `FOR UPDATE` does): the turn's closing stamp then finds nothing to
+        change, and a turn that changes nothing else in the conversation writes it no second time.
+        """
         session = uow.session
 
         async def find() -> Conversation | None:
             where = {
-                "channel": message.channel,
-                "address": message.sender[:64],
-                "service_address": message.service_address[:64],
+                "of_channel": message.channel,
+                "of_address": message.sender[:64],
+                "of_service_address": message.service_address[:64],
             }
-            return (await session.exec(CONVERSATION_FOR_UPDATE, params=where)).first()
+            if not inbound:
+                return (await session.exec(CONVERSATION_FOR_UPDATE, params=where)).first()
+            stamped = await session.exec(CONVERSATION_STAMPED, params={**where, "stamp": now})
+            found: Conversation | None = stamped.scalars().first()
+            return found
 
         conversation = await find()
         if conversation is not None:
@@ -390,7 +404,7 @@ class ConversationEngine:
             if recipient is None:
                 raise LookupError(f"no recipient {recipient_id}")
             message = InboundMessage(channel=Channel.web, sender=session_id)
-            conversation = await self._conversation(uow, message, now)
+            conversation = await self._conversation(uow, message, now, inbound=False)
             if conversation.recipient_id != recipient_id:
                 conversation.delivery_id = None
                 conversation.state = {"generation": int(conversation.state.get("generation", 0)) + 1}

@@ -7,8 +7,9 @@ message's new conversation, hence the +2 there), with no slack for another query
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import event
@@ -54,8 +55,14 @@ def per_row_inserts(ctx) -> int:
     return 0 if is_postgres(ctx.engine) else 1
 
 
-def engine_for(ctx):
-    return ConversationEngine(ctx, clock=lambda: NOW, understand=ScriptedUnderstanding(ANSWERS))
+def engine_for(ctx, clock=lambda: NOW):
+    return ConversationEngine(ctx, clock=clock, understand=ScriptedUnderstanding(ANSWERS))
+
+
+def ticking():
+    """A clock a minute later at every reading: each turn stamps the conversation anew, as in life."""
+    minutes = itertools.count()
+    return lambda: NOW + timedelta(minutes=next(minutes))
 
 
 class TestStatementsPerInboundMessage:
@@ -63,7 +70,7 @@ class TestStatementsPerInboundMessage:
         self, ctx, acme
     ):
         await load_small_plan(ctx, acme.retailer_id)
-        chat = Chat(engine_for(ctx), Channel.sms, ADA)
+        chat = Chat(engine_for(ctx, ticking()), Channel.sms, ADA)
         new_conversation = 2 if is_postgres(ctx.engine) else 0
         with counted(ctx) as first:
             assert "T001" in await chat.say("where is my parcel")
