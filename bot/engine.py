@@ -73,6 +73,8 @@ CONVERSATION_STAMPED = (
     .where(*_BY_ADDRESS)
     .values(last_inbound_at=bindparam("stamp"), updated_at=bindparam("stamp"))
     .returning(Conversation)
+    # nothing of this session is loaded yet: the returned row is the one object to keep in step
+    .execution_options(synchronize_session=False)
 )
 CONVERSATION_FOR_UPDATE = select(Conversation).where(*_BY_ADDRESS).with_for_update()
 
