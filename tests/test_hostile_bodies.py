@@ -3,11 +3,14 @@ cannot be reached gets a clean 503 with a reason."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from contextlib import asynccontextmanager
 
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 
 from app import build_context, create_app
 from core.resilience import is_bad_value, is_database_outage
@@ -112,7 +115,6 @@ class TestDatabaseOutage:
         if settings.is_sqlite:
             pytest.skip("a server-side backend to kill exists on PostgreSQL only")
         import psycopg
-        from sqlalchemy import text
 
         async with ctx.uow() as uow:
             backend = (await uow.session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
@@ -143,8 +145,6 @@ class TestPooledConnections:
 
     @staticmethod
     async def backend_of(engine) -> int:
-        from sqlalchemy import text
-
         async with engine.connect() as connection:
             pid: int = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             return pid
@@ -157,33 +157,33 @@ class TestPooledConnections:
             # with a timeout, pg_terminate_backend returns once the backend has exited
             assert killer.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone() == (True,)
 
-    async def test_an_idle_connection_that_died_is_replaced_before_anyone_uses_it(self, settings):
+    @staticmethod
+    @asynccontextmanager
+    async def pooled_engine(settings, ping_after_idle_seconds: float):
+        """A one-connection PostgreSQL engine with the given idle time before a ping."""
         if settings.is_sqlite:
             pytest.skip("a server-side backend to kill exists on PostgreSQL only")
-        import asyncio
-
         from core.db import make_engine
 
-        engine = make_engine(settings.database_url, pool_size=1, ping_after_idle_seconds=0.2)
+        engine = make_engine(
+            settings.database_url, pool_size=1, ping_after_idle_seconds=ping_after_idle_seconds
+        )
         try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+    async def test_an_idle_connection_that_died_is_replaced_before_anyone_uses_it(self, settings):
+        async with self.pooled_engine(settings, 0.2) as engine:
             first = await self.backend_of(engine)
             self.terminate(settings.database_url, first)
             await asyncio.sleep(0.3)
             assert await self.backend_of(engine) != first  # pinged, found dead, connected anew
-        finally:
-            await engine.dispose()
 
     async def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_disconnect_renews_the_pool(
         self, settings
     ):
-        if settings.is_sqlite:
-            pytest.skip("a server-side backend to kill exists on PostgreSQL only")
-        from sqlalchemy import text
-
-        from core.db import make_engine
-
-        engine = make_engine(settings.database_url, pool_size=1, ping_after_idle_seconds=60)
-        try:
+        async with self.pooled_engine(settings, 60) as engine:
             first = await self.backend_of(engine)
             self.terminate(settings.database_url, first)
             # no ping within the minute: the statement itself meets the dead connection
@@ -192,5 +192,3 @@ class TestPooledConnections:
                     await connection.execute(text("SELECT 1"))
             assert is_database_outage(raised.value) and raised.value.connection_invalidated
             assert await self.backend_of(engine) != first  # the next checkout connects anew
-        finally:
-            await engine.dispose()
