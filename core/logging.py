@@ -9,19 +9,22 @@ from typing import Any
 
 import structlog
 
-# Digit runs that may be phone numbers; `_phone_or_not` keeps dates, times and short ids.
-_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{6,}\d(?![\w:])")
+# Digit runs that may be phone numbers, also URL-encoded ("%2B1416..." in a query string);
+# `_phone_or_not` keeps dates, times and short ids.
+_PHONE = re.compile(r"(?:%2[Bb]|(?<![\w.])\+?)\(?\d[\d\s().-]{6,}\d(?![\w:])")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _phone_or_not(match: re.Match[str]) -> str:
     raw = match.group(0)
+    if raw[:3] in ("%2B", "%2b"):
+        raw = "+" + raw[3:]
     if _ISO_DATE.match(raw.lstrip("+(")):
-        return raw
+        return match.group(0)
     digits = sum(ch.isdigit() for ch in raw)
     if (raw.startswith("+") and 8 <= digits <= 15) or 10 <= digits <= 15:
         return "[phone]"
-    return raw
+    return match.group(0)
 
 
 _REDACTED_KEYS = {"text", "body", "phone", "to", "from_", "address", "password", "api_key", "token", "name"}
@@ -50,8 +53,9 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
-# Libraries whose INFO lines are chatter (every job added, every migration context): warnings only.
-QUIET_LIBRARIES = ("apscheduler", "alembic", "aiogram.event", "httpx", "uvicorn.access")
+# Libraries whose INFO lines are chatter (every job added, every migration context) or dumps (twilio's
+# client logs each request's URL, query and headers, phone numbers included): warnings only.
+QUIET_LIBRARIES = ("apscheduler", "alembic", "aiogram.event", "httpx", "uvicorn.access", "twilio")
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:

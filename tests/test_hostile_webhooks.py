@@ -168,3 +168,22 @@ class TestRedaction:
         for number in ("4165550199", "555-0198", "4165550197", "4165550196", "secret"):
             assert number not in logs
         assert "2026-12-03" in logs, "dates are not phone numbers"
+
+    async def test_url_encoded_numbers_are_scrubbed_and_twilios_request_dumps_stay_quiet(
+        self, client, rendered_logs
+    ):
+        """Twilio's client logs each request's URL and query at INFO: the "did this reach Twilio?"
+        look-up carries To and From there, URL-encoded."""
+        import logging
+
+        log = structlog.get_logger("doorstep.test")
+        log.warning(
+            "GET https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
+            "?To=%2B14165550195&From=whatsapp%3A%2B15145550194&DateSent%3E=2026-12-03"
+        )
+        logs = "\n".join(rendered_logs)
+        for number in ("4165550195", "5145550194"):
+            assert number not in logs
+        assert "2026-12-03" in logs
+        for name in ("twilio.http_client", "twilio.async_http_client"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO)
