@@ -449,7 +449,21 @@ def build_router(settings: Settings) -> APIRouter:
 
 
 async def start_twilio(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
-    """Starter for app.py: the Twilio client and the SMS/WhatsApp senders for the outbox worker."""
+    """Starter for app.py: the Twilio client and the SMS/WhatsApp senders for the outbox worker.
+
+    Without a Twilio account (see `Settings.twilio_sends`) no sender registers: the outbox worker
+    claims no SMS or WhatsApp rows, which stay queued until the process starts with credentials.
+    """
+    if not ctx.settings.twilio_sends:
+        log.warning(
+            "twilio_not_configured",
+            detail="SMS and WhatsApp wait in the outbox until TWILIO_ACCOUNT_SID and its token are set",
+        )
+
+        async def nothing_to_stop() -> None:
+            return None
+
+        return nothing_to_stop
     client, http = build_client(ctx.settings)
     _ = client.messages  # twilio imports its API modules on first use: do it now, not in the first send
     sender = TwilioSender(ctx, client)

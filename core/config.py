@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = f"sqlite:///{ROOT / 'var' / 'doorstep.db'}"
 DEVELOPMENT_SECRET = "development-only-secret"  # noqa: S105 - refused outside development below
 DEVELOPMENT_BOT_TOKEN = "123456:development-token"  # noqa: S105 - a placeholder, never used in production
+PLACEHOLDER_TWILIO_ACCOUNT = "AC00000000000000000000000000000000"
+TWILIO_API = "https://api.twilio.com"
 
 
 class Settings(BaseSettings):
@@ -27,11 +29,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_account_sid: str = PLACEHOLDER_TWILIO_ACCOUNT
     twilio_auth_token: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     twilio_sms_from: str = "+15145550100"
     twilio_whatsapp_from: str = "+15145550101"
-    twilio_api_url: str = "https://api.twilio.com"
+    twilio_api_url: str = TWILIO_API
     twilio_messages_per_second: float = 1.0
 
     # None turns the channel off in production; elsewhere a placeholder keeps it on (see telegram_token)
@@ -85,6 +87,16 @@ class Settings(BaseSettings):
         if self.telegram_bot_token is not None and self.telegram_bot_token.get_secret_value():
             return self.telegram_bot_token
         return None if self.environment == "production" else SecretStr(DEVELOPMENT_BOT_TOKEN)
+
+    @property
+    def twilio_sends(self) -> bool:
+        """Whether SMS and WhatsApp go out. Not with the placeholder account against Twilio itself
+        (`make run` without credentials): replies and notifications then wait in the outbox rather
+        than knock at Twilio with an account that does not exist."""
+        return (
+            self.twilio_account_sid != PLACEHOLDER_TWILIO_ACCOUNT
+            or self.twilio_api_url.rstrip("/") != TWILIO_API
+        )
 
     @property
     def is_sqlite(self) -> bool:

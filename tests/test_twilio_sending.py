@@ -549,3 +549,31 @@ class TestEndToEnd:
         assert {"twilio_inbound_duplicate", "outbox_retry", "outbox_sent", "twilio_status"} <= events
         flat = repr(logs)
         assert RECIPIENT not in flat and RECIPIENT[2:] not in flat and "Secret words" not in flat
+
+
+class TestWithoutAnAccount:
+    async def test_sms_waits_in_the_outbox_until_the_process_has_twilio_credentials(self, database_url):
+        """`make run` has no Twilio account: nothing knocks at api.twilio.com with the placeholder."""
+        from app import build_context, create_app
+        from channels.outbox_worker import senders
+
+        settings = Settings(
+            environment="test",
+            database_url=database_url,
+            outbox_enabled=False,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        assert not settings.twilio_sends
+        assert settings.model_copy(update={"twilio_account_sid": ACCOUNT_SID}).twilio_sends
+        ctx = build_context(settings)
+        app = create_app(settings, ctx=ctx)
+        try:
+            async with app.router.lifespan_context(app):
+                assert Channel.sms not in senders(ctx) and Channel.whatsapp not in senders(ctx)
+                tenant = await make_tenant(ctx, "acme")
+                row_id = await put(ctx, retailer_id=tenant.retailer_id)
+                report = await drain(ctx)
+                assert report.sent == 0
+                assert (await row_of(ctx, row_id)).status == OutboxStatus.pending
+        finally:
+            await ctx.engine.dispose()
