@@ -448,7 +448,7 @@ def build_router(settings: Settings) -> APIRouter:
 # --- wiring ----------------------------------------------------------------------------------------------
 
 
-async def start_twilio(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def start_twilio(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]] | None:
     """Starter for app.py: the Twilio client and the SMS/WhatsApp senders for the outbox worker.
 
     Without a Twilio account (see `Settings.twilio_sends`) no sender registers: the outbox worker
@@ -459,11 +459,7 @@ async def start_twilio(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[
             "twilio_not_configured",
             detail="SMS and WhatsApp wait in the outbox until TWILIO_ACCOUNT_SID and its token are set",
         )
-
-        async def nothing_to_stop() -> None:
-            return None
-
-        return nothing_to_stop
+        return None  # nothing started, nothing to stop
     client, http = build_client(ctx.settings)
     _ = client.messages  # twilio imports its API modules on first use: do it now, not in the first send
     sender = TwilioSender(ctx, client)
