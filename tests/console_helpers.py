@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
 from httpx import AsyncClient
 
 from console.auth import create_user, use_password_hasher
-from core.context import AppContext
+from core.context import AppContext, system_clock
 from core.models import Role
+from tests.scheduling_support import NOW
+
+
+def running_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads `start` now and runs with real time from there."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
 
 
 @pytest.fixture(autouse=True)
@@ -52,11 +62,17 @@ async def sign_in(client: AsyncClient, email: str, password: str = "correct hors
 
 
 async def load_small_plan(ctx: AppContext, tenant_id: int, prefix: str = "T") -> None:
-    """Import tests/plans.py's small plan for a retailer (trackings `{prefix}001`...)."""
+    """Import tests/plans.py's small plan for a retailer (trackings `{prefix}001`...).
+
+    The plan is for a fixed day, so the context's clock is set running from the afternoon before it:
+    what the console offers (windows, crew slots) must not depend on the hour the suite runs.
+    """
     from core.models import Retailer
     from scheduling.plans import import_plan
     from tests.plans import small_plan
 
+    if ctx.clock is system_clock:
+        ctx.clock = running_from(NOW)
     async with ctx.uow() as uow:
         retailer = await uow.session.get(Retailer, tenant_id)
         plan = small_plan(prefix=prefix)
