@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -37,6 +38,7 @@ log = get_logger("doorstep.notifications.scheduler")
 JOB_TABLE = "apscheduler_jobs"
 SWEEP_SECONDS = 30
 SWEEP_BATCH = 1000
+SWEEP_JOB = "notifications:sweep"
 STOP_GRACE_SECONDS = 30.0
 MISFIRE_GRACE_SECONDS = 12 * 3600  # a job late by more (app down half a day) is left to the sweeper
 _context: AppContext | None = None  # the app whose jobs run in this process (set while leading)
@@ -56,7 +58,15 @@ _running: set[asyncio.Task[Any]] = set()  # jobs in flight, awaited at stop rath
 
 
 @contextlib.contextmanager
-def _tracked() -> Iterator[None]:
+def _tracked(job: str) -> Iterator[None]:
+    """Run a job as itself: awaited at stop, and logging under its own name.
+
+    APScheduler's timer callbacks run in the context of whoever last woke the scheduler (often a web
+    request adding a job), and each job's task copies it; the job's log lines would carry that
+    request's id. Each job is a task of its own, so clearing here touches no one else's context.
+    """
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(job=job)
     task = asyncio.current_task()
     if task is not None:
         _running.add(task)
@@ -70,7 +80,7 @@ def _tracked() -> Iterator[None]:
 async def fire_notification(notification_id: int) -> None:
     """The job: fire one notification if it is still owed (re-checked inside)."""
     ctx = _bound_context()
-    with _tracked():
+    with _tracked(job_id(notification_id)):
         await fire_notifications(ctx, [notification_id])
 
 
@@ -79,7 +89,7 @@ async def sweep_due_notifications() -> int:
     line's `import-plan` and `demo`), then fire every due notification, in batches; returns how
     many notifications were handled."""
     ctx = _bound_context()
-    with _tracked():
+    with _tracked(SWEEP_JOB):
         await backfill_window_notifications(ctx)
         handled = 0
         while True:
@@ -142,7 +152,7 @@ class ApsNotificationScheduler:
             sweep_due_notifications,
             trigger="interval",
             seconds=self.sweep_seconds,
-            id="notifications:sweep",
+            id=SWEEP_JOB,
             replace_existing=True,
             next_run_time=datetime.now(UTC) + timedelta(seconds=self.first_sweep_after),
         )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 
 from core.models import Notification, OutboxMessage
 from notifications import scheduler as sched
+from tests.test_hostile_webhooks import rendered_logs  # noqa: F401 - fixture
 from tests.test_notifications_outreach import delivery, rows, setup
 
 
@@ -69,6 +72,40 @@ class TestJobStore:
     async def test_a_job_outside_the_leader_process_refuses_to_run(self):
         with pytest.raises(RuntimeError):
             await sched.fire_notification(1)
+
+
+class TestJobLogs:
+    async def test_a_job_added_during_a_request_logs_as_that_job_not_as_the_request(
+        self,
+        ctx,
+        rendered_logs,  # noqa: F811 - the fixture imported above
+    ):
+        """APScheduler's timer runs in the context of whoever last woke it; a job must not inherit a
+        web request's id, or its log lines would be read as that request's."""
+        await setup(ctx)
+        d = await delivery(ctx, "T001")
+        (note,) = await rows(
+            ctx, Notification, Notification.delivery_id == d.id, Notification.event == "window_assigned"
+        )
+        running = sched.ApsNotificationScheduler(ctx, sweep_seconds=3600, first_sweep_after=3600)
+        await running.start()
+
+        async def during_a_request() -> None:
+            structlog.contextvars.bind_contextvars(request_id="the-request-that-planned-it")
+            await running.schedule([(note.id, datetime.now(UTC))])
+
+        try:
+            await asyncio.create_task(during_a_request())
+            for _ in range(200):
+                if await rows(ctx, OutboxMessage, OutboxMessage.idempotency_key == f"notif:{note.id}"):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await running.stop()
+        fired = [json.loads(line) for line in rendered_logs if '"notifications_fired"' in line]
+        assert fired, "the job fired"
+        assert "request_id" not in fired[0]
+        assert fired[0]["job"] == f"notification:{note.id}"
 
 
 class TestAppStart:
