@@ -5,7 +5,10 @@
    ratio to a bare FastAPI endpoint that only checks the Twilio signature and answers TwiML (the same
    number of processes, the same load generator, the same run). Two loads: closed-loop at bounded
    concurrency (capacity) and open-loop at 300 messages/s per process (latency at the target rate,
-   measured from each request's scheduled time, so queueing counts).
+   measured from each request's scheduled time, so queueing counts). Between the two, the floor
+   (bench/floor_turn.py): the turn's statements hand-written on asyncpg with the real understanding
+   and nothing else, in one transaction per message ("floor") and for concurrent messages together,
+   set-based, in one transaction per batch ("batched"): what the two designs cannot go below here.
 2. Notifications end to end: due notifications fired by the scheduler leader, rendered, written to
    the outbox and sent by both processes' outbox workers to a loopback fake of Twilio's REST API.
 3. Resident memory per process and start-up time (process start to the first 200 of /healthz): the
@@ -31,6 +34,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from twilio.request_validator import RequestValidator
 
@@ -56,6 +60,11 @@ SHARED_SMS = "+15145550100"
 RECIPIENTS = 400
 BODIES = ["Where is my parcel?", "When is my delivery coming?", "Quand arrive mon colis?", "1"]
 TARGET_RATE = 300  # messages/s per process for the latency figure
+COMPARED = (  # the servers each Doorstep figure is measured beside, in the same run
+    ("bare", "bench_webhooks:bare_app"),
+    ("floor", "floor_turn:floor_app"),
+    ("batched", "floor_turn:batched_floor_app"),
+)
 
 
 def signed_requests(count: int, host: str, offset: int) -> list[bytes]:
@@ -247,20 +256,30 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+@dataclass
+class Inbound:
+    figures: dict[str, Figures]  # by server: those of COMPARED, then doorstep
+    startup: float  # doorstep's
+
+
 def bare_env(port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": PUBLIC_URL, "PYTHONPATH": str(ROOT / "bench")})
     return env
 
 
-class BareProcess(AppProcess):
-    """The floor: bench_webhooks.bare_app (signature check + empty TwiML) under the same uvicorn."""
+class BenchServer(AppProcess):
+    """A comparison server of COMPARED, from bench/, under the same uvicorn."""
+
+    def __init__(self, target: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target = target
 
     def start(self) -> None:
         import subprocess
 
         command = [
-            sys.executable, "-m", "uvicorn", "bench_webhooks:bare_app", "--factory",
+            sys.executable, "-m", "uvicorn", self.target, "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", "--no-access-log",
             "--app-dir", str(ROOT / "bench"),
         ]  # fmt: skip
@@ -270,19 +289,20 @@ class BareProcess(AppProcess):
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
 
 
-async def inbound(
-    database_url: str, seconds: float, log_dir: Path
-) -> dict[int, tuple[Figures, Figures, float]]:
+async def inbound(database_url: str, seconds: float, log_dir: Path) -> dict[int, Inbound]:
     results = {}
     offset = 0
     for processes in (1, 2):
-        port = free_port()
-        bare = BareProcess(f"bare-{processes}", bare_env(port), port, log_dir, workers=processes)
-        bare.start()
-        await bare.wait_ready()
-        offset += 20_000_000
-        bare_figures = await measure_server(bare, seconds, processes, offset)
-        bare.stop()
+        compared: dict[str, Figures] = {}
+        for name, target in COMPARED:
+            port = free_port()
+            env = {**bare_env(port), "DATABASE_URL": database_url}
+            server = BenchServer(target, f"{name}-{processes}", env, port, log_dir, workers=processes)
+            server.start()
+            await server.wait_ready(120)
+            offset += 20_000_000
+            compared[name] = await measure_server(server, seconds, processes, offset)
+            server.stop()
 
         port = free_port()
         # a production deployment on SMS and WhatsApp: no TELEGRAM_BOT_TOKEN, so no aiogram in memory
@@ -301,13 +321,13 @@ async def inbound(
         await app.wait_ready(120)
         startup = time.perf_counter() - started
         offset += 20_000_000
-        app_figures = await measure_server(app, seconds, processes, offset)
+        compared["doorstep"] = await measure_server(app, seconds, processes, offset)
         app.stop()
-        results[processes] = (bare_figures, app_figures, startup)
+        results[processes] = Inbound(compared, startup)
     return results
 
 
-async def notifications(database_url: str, count: int, log_dir: Path) -> tuple[float, int]:
+async def notifications(database_url: str, count: int, log_dir: Path) -> tuple[float, int, list[float]]:
     fake = FakeTwilioApi(ACCOUNT_SID, AUTH_TOKEN)
     fake_url = await fake.start()
     await asyncio.to_thread(seed_campaign, database_url, count, slug="bench-campaign")
@@ -359,10 +379,11 @@ async def main() -> int:
     print("\ninbound SMS through the whole path (signed webhook, stored, understood, answered), PostgreSQL:")
     columns = ("processes", "server", "msg/s", "p50 ms", "p99 ms", "ratio", "CPU ms/msg")
     header = " ".join(f"{c:>{w}}" for c, w in zip(columns, (9, 9, 7, 7, 7, 6, 10), strict=True))
-    for processes, (bare, app, startup) in results.items():
+    for processes, result in results.items():
+        bare, app = result.figures["bare"], result.figures["doorstep"]
         print(f"\n  capacity (closed loop, {16 * processes} in flight):")
         print("  " + header)
-        for name, figures in (("bare", bare), ("doorstep", app)):
+        for name, figures in result.figures.items():
             m = figures.capacity
             ratio = m.rate / bare.capacity.rate if bare.capacity.rate else float("nan")
             print(
@@ -370,7 +391,7 @@ async def main() -> int:
                 f" {figures.cpu_ms_per_message:10.2f}"
             )
         print(f"  at {TARGET_RATE * processes} msg/s offered (open loop, {TARGET_RATE}/s per process):")
-        for name, figures in (("bare", bare), ("doorstep", app)):
+        for name, figures in result.figures.items():
             m = figures.at_target
             print(
                 f"  {processes:>9} {name:>9} {m.rate:7.0f} {m.ms(0.5):7.1f} {m.ms(0.99):7.1f}"
@@ -379,15 +400,15 @@ async def main() -> int:
         rss = ", ".join(f"{v:.0f}" for v in app.rss_mb)
         print(
             f"  doorstep resident memory per process (SMS and WhatsApp, Telegram off): {rss} MB;"
-            f" start-up to first /healthz: {startup:.1f} s"
+            f" start-up to first /healthz: {result.startup:.1f} s"
         )
     with fresh_database("doorstep_bench") as database_url:
-        elapsed, delivered, rss = await notifications(database_url, args.notifications, log_dir)
+        elapsed, delivered, rss_notify = await notifications(database_url, args.notifications, log_dir)
     print(
         "\nnotifications end to end (leader fires, renders, outbox; 2 processes send to a fake Twilio):"
         f"\n  {delivered}/{args.notifications} in {elapsed:.1f} s = {delivered / elapsed:.0f} notifications/s"
         f"\n  resident memory of these processes (Telegram on, the development placeholder token):"
-        f" {', '.join(f'{v:.0f}' for v in rss)} MB"
+        f" {', '.join(f'{v:.0f}' for v in rss_notify)} MB"
     )
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     shutil.rmtree(log_dir, ignore_errors=True)  # the servers' logs are kept only when a run fails
