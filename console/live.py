@@ -192,7 +192,7 @@ class LiveHub:
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(*REDIS_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped in older redis releases
 
 
 def hub(ctx: AppContext) -> LiveHub:
