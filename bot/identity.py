@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import bindparam
+from sqlalchemy import CompoundSelect, and_, bindparam, union
 from sqlmodel import col, or_, select
+from sqlmodel.sql.expression import Select
 
 from core.db import UnitOfWork
 from core.models import Channel, Conversation, Delivery, DeliveryStatus, Recipient, Retailer
@@ -36,7 +38,7 @@ CHANGEABLE_STATUSES = (DeliveryStatus.pooled, DeliveryStatus.scheduled, Delivery
 RECENT_DAYS = 2
 _TRACKING = re.compile(r"[^A-Za-z0-9-]")
 
-# Every inbound message runs these two: built once, they keep their cache keys between turns
+# Every inbound message runs these: built once, they keep their cache keys between turns
 _RECIPIENTS_OF_PHONE = (
     select(Recipient, Retailer)
     .join(Retailer, col(Retailer.id) == col(Recipient.retailer_id))
@@ -50,40 +52,76 @@ _DELIVERIES_OF = (
     .order_by(col(Delivery.day), col(Delivery.window_start), col(Delivery.id))
 )
 
+NUMBER_FIELD = {Channel.sms: "sms_from", Channel.whatsapp: "whatsapp_from"}  # the retailer's own number
+
+
+def _sender_and_number(field: str) -> Select[Retailer, Recipient]:
+    """The retailers that have a recipient row with this phone or own the number written to, each
+    with that row if any: one round trip where a sender's rows and the number's owner took two.
+    The retailers are chosen by id from two indexed lookups (recipient phone, retailer number)."""
+    wanted: CompoundSelect[int | None] = union(
+        select(Recipient.retailer_id).where(Recipient.phone == bindparam("phone")),
+        select(Retailer.id).where(col(getattr(Retailer, field)) == bindparam("service_address")),
+    )
+    return (
+        select(Retailer, Recipient)
+        .outerjoin(
+            Recipient,
+            and_(col(Recipient.retailer_id) == col(Retailer.id), col(Recipient.phone) == bindparam("phone")),
+        )
+        .where(col(Retailer.id).in_(wanted))
+        .order_by(col(Recipient.id))
+    )
+
+
+_SENDER_AND_NUMBER = {channel: _sender_and_number(field) for channel, field in NUMBER_FIELD.items()}
+
 
 def phone_channels(channel: Channel) -> bool:
     return channel in (Channel.sms, Channel.whatsapp)
 
 
-async def recipients_of_sender(
-    uow: UnitOfWork, channel: Channel, sender: str, conversation: Conversation
-) -> tuple[list[Recipient], dict[int, Retailer]]:
-    """The recipient rows (one per retailer) that are this sender on this channel, and the retailers
-    of those rows that came with them (SMS and WhatsApp read both in one query)."""
+@dataclass
+class Sender:
+    """Who wrote: their recipient rows, the retailers of those rows that came with them, and the
+    retailer owning the number they wrote to (None for the shared numbers and other channels)."""
+
+    recipients: list[Recipient]
+    retailers: dict[int, Retailer]
+    number_owner: Retailer | None
+
+
+async def sender_of(
+    uow: UnitOfWork, channel: Channel, sender: str, service_address: str, conversation: Conversation
+) -> Sender:
+    """SMS and WhatsApp read the sender's rows and the number's owner in one query."""
     session = uow.session
     if phone_channels(channel):
-        pairs = (await session.exec(_RECIPIENTS_OF_PHONE, params={"phone": sender})).all()
-        return [recipient for recipient, _ in pairs], {r.id: r for _, r in pairs if r.id is not None}
-    rows: list[Recipient] = []
+        if not service_address:
+            pairs = (await session.exec(_RECIPIENTS_OF_PHONE, params={"phone": sender})).all()
+            return Sender(
+                [recipient for recipient, _ in pairs], {r.id: r for _, r in pairs if r.id is not None}, None
+            )
+        statement = _SENDER_AND_NUMBER[channel]
+        params = {"phone": sender, "service_address": service_address}
+        rows = (await session.exec(statement, params=params)).all()
+        field = NUMBER_FIELD[channel]
+        owner = next((r for r, _ in rows if getattr(r, field) == service_address), None)
+        return Sender(
+            [recipient for _, recipient in rows if recipient is not None],
+            {r.id: r for r, recipient in rows if recipient is not None and r.id is not None},
+            owner,
+        )
+    recipients: list[Recipient] = []
     if channel == Channel.telegram and sender.lstrip("-").isdigit():
-        rows = list(
+        recipients = list(
             (await session.exec(select(Recipient).where(Recipient.telegram_chat_id == int(sender)))).all()
         )
-    if conversation.recipient_id is not None and all(r.id != conversation.recipient_id for r in rows):
+    if conversation.recipient_id is not None and all(r.id != conversation.recipient_id for r in recipients):
         linked = await session.get(Recipient, conversation.recipient_id)
         if linked is not None:
-            rows.append(linked)
-    return rows, {}
-
-
-async def retailer_of_service_address(
-    uow: UnitOfWork, channel: Channel, service_address: str
-) -> Retailer | None:
-    """The retailer that owns the number written to; None for the shared numbers."""
-    if not service_address or not phone_channels(channel):
-        return None
-    column = Retailer.sms_from if channel == Channel.sms else Retailer.whatsapp_from
-    return (await uow.session.exec(select(Retailer).where(column == service_address))).first()
+            recipients.append(linked)
+    return Sender(recipients, {}, None)
 
 
 async def deliveries_of(uow: UnitOfWork, recipient_ids: Sequence[int], today: date) -> list[Delivery]:

@@ -31,6 +31,7 @@ from core.models import (
     OutboxMessage,
     Owner,
     Recipient,
+    Retailer,
     User,
 )
 from core.sms import is_gsm7
@@ -200,6 +201,22 @@ class TestIdentity:
         assert [o.label for o in chat.last[0].options] == ["Acme", "Globex"]
         text = await chat.say("2")
         assert "G001" in text and "T001" not in text
+
+    async def test_writing_to_another_retailers_own_number_shows_none_of_this_retailers_deliveries(
+        self, ctx, acme, globex
+    ):
+        await load_small_plan(ctx, acme.retailer_id)  # Ada is Acme's recipient, not Globex's
+        async with ctx.uow() as uow:
+            retailer = await uow.session.get(Retailer, globex.retailer_id)
+            assert retailer is not None
+            retailer.sms_from = "+15145550177"
+            await uow.commit()
+        understanding = ScriptedUnderstanding({"where is my parcel": understood(Intent.where_is_parcel)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA, service_address="+15145550177")
+        text = await chat.say("where is my parcel")
+        assert "can't find a delivery" in text and "T001" not in text and "Dec" not in text
+        (conversation,) = await rows(ctx, Conversation)
+        assert conversation.retailer_id == globex.retailer_id
 
     async def test_a_telegram_deep_link_links_the_chat_to_the_recipient(self, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)

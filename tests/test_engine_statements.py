@@ -17,11 +17,12 @@ from sqlalchemy import event
 from bot.engine import ConversationEngine
 from bot.understanding.model import Intent
 from core.db import is_postgres
-from core.models import Channel
+from core.models import Channel, Retailer
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
 
 ADA = "+14165550101"  # T001
 BEA = "+14165550102"  # T002
+ACME_NUMBER = "+15145550199"  # a number of the retailer's own: the webhook passes it on
 TORONTO = ZoneInfo("America/Toronto")
 
 ANSWERS = {
@@ -77,6 +78,20 @@ class TestStatementsPerInboundMessage:
         with counted(ctx) as again:
             assert "T001" in await chat.say("where is my parcel")
         assert len(first) <= 8 + new_conversation + per_row_inserts(ctx), first
+        assert len(again) <= 6 + per_row_inserts(ctx), again
+
+    async def test_writing_to_the_retailers_own_number_costs_no_more_than_to_the_shared_one(self, ctx, acme):
+        """The sender's rows and the retailer owning the number come in one query."""
+        await load_small_plan(ctx, acme.retailer_id)
+        async with ctx.uow() as uow:
+            retailer = await uow.session.get(Retailer, acme.retailer_id)
+            assert retailer is not None
+            retailer.sms_from = ACME_NUMBER
+            await uow.commit()
+        chat = Chat(engine_for(ctx, ticking()), Channel.sms, ADA, ACME_NUMBER)
+        await chat.say("where is my parcel")
+        with counted(ctx) as again:
+            assert "T001" in await chat.say("where is my parcel")
         assert len(again) <= 6 + per_row_inserts(ctx), again
 
     async def test_a_reschedule_request_with_a_time_costs_at_most_eleven_statements(self, ctx, acme):

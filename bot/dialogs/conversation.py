@@ -75,12 +75,10 @@ class Dialogs:
     async def identify(self, turn: Turn) -> None:
         """The sender's recipient rows (narrowed to the retailer whose own number they wrote to)."""
         message, conversation = turn.message, turn.conversation
-        recipients, retailers = await identity.recipients_of_sender(
-            turn.uow, message.channel, message.sender, conversation
+        sender = await identity.sender_of(
+            turn.uow, message.channel, message.sender, message.service_address, conversation
         )
-        pinned = await identity.retailer_of_service_address(
-            turn.uow, message.channel, message.service_address
-        )
+        recipients, retailers, pinned = sender.recipients, dict(sender.retailers), sender.number_owner
         retailer_ids = {r.retailer_id for r in recipients}
         if pinned is not None and pinned.id is not None:
             recipients = [r for r in recipients if r.retailer_id == pinned.id]
