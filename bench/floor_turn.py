@@ -21,8 +21,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,21 +120,20 @@ async def signed_form(request: Request, validator: RequestValidator, public: str
     return {key: str(value) for key, value in form.items()}
 
 
-def floor_app() -> FastAPI:
-    from bot.understanding import understand, warm_up
+def database_url() -> str:
+    return os.environ["DATABASE_URL"].replace("+asyncpg", "").replace("+psycopg", "")
+
+
+def webhook_app(
+    answer: Callable[[dict[str, str]], Awaitable[None]],
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+) -> FastAPI:
+    """The webhook as Doorstep takes it: signature checked, then `answer(form)`, then empty TwiML."""
+    from bot.understanding import warm_up
 
     warm_up()
     validator = RequestValidator(os.environ["TWILIO_AUTH_TOKEN"])
     public = os.environ["PUBLIC_URL"]
-    dsn = os.environ["DATABASE_URL"].replace("+asyncpg", "").replace("+psycopg", "")
-    pool: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        pool["pg"] = await asyncpg.create_pool(dsn, min_size=2, max_size=10)
-        yield
-        await pool["pg"].close()
-
     app = FastAPI(lifespan=lifespan)
 
     @app.get("/healthz")
@@ -143,13 +142,30 @@ def floor_app() -> FastAPI:
 
     @app.post("/webhooks/twilio/messages")
     async def inbound(request: Request) -> Response:
-        form = await signed_form(request, validator, public)
+        await answer(await signed_form(request, validator, public))
+        return Response(TWIML, media_type="text/xml")
+
+    return app
+
+
+def floor_app() -> FastAPI:
+    from bot.understanding import understand
+
+    pool: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool["pg"] = await asyncpg.create_pool(database_url(), min_size=2, max_size=10)
+        yield
+        await pool["pg"].close()
+
+    async def turn(form: dict[str, str]) -> None:
         sender, service = form["From"], form["To"]
         body, sid = form["Body"][:4000], form["MessageSid"][:64]
         now = datetime.now(UTC)
         async with pool["pg"].acquire() as connection, connection.transaction():
             if await connection.fetchval(CLAIM, sid, now) is None:
-                return Response(TWIML, media_type="text/xml")
+                return
             conversation = await connection.fetchrow(CONVERSATION, sender, service, now)
             recipients = await connection.fetch(RECIPIENTS, sender)
             pinned = await connection.fetchrow(SERVICE_RETAILER, service)
@@ -173,9 +189,8 @@ def floor_app() -> FastAPI:
             )
             state = {"generation": 0, "dialog": {"language": "en", "intent": understood.intent}}
             await connection.execute(STATE, conversation["id"], json.dumps(state), retailer_id, recipient_id)
-        return Response(TWIML, media_type="text/xml")
 
-    return app
+    return webhook_app(turn, lifespan)
 
 
 class Inbound:
@@ -189,12 +204,8 @@ class Inbound:
 
 
 def batched_floor_app() -> FastAPI:
-    from bot.understanding import understand, warm_up
+    from bot.understanding import understand
 
-    warm_up()
-    validator = RequestValidator(os.environ["TWILIO_AUTH_TOKEN"])
-    public = os.environ["PUBLIC_URL"]
-    dsn = os.environ["DATABASE_URL"].replace("+asyncpg", "").replace("+psycopg", "")
     queue: list[Inbound] = []
     shared: dict[str, Any] = {}
 
@@ -290,26 +301,17 @@ def batched_floor_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        shared["pg"] = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        shared["pg"] = await asyncpg.create_pool(database_url(), min_size=1, max_size=2)
         shared["wake"] = asyncio.Event()
         task = asyncio.create_task(writer(shared["wake"]))
         yield
         task.cancel()
         await shared["pg"].close()
 
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post("/webhooks/twilio/messages")
-    async def inbound(request: Request) -> Response:
-        form = await signed_form(request, validator, public)
+    async def wait_for_batch(form: dict[str, str]) -> None:
         waiting = Inbound(form["From"], form["To"], form["Body"][:4000], form["MessageSid"][:64])
         queue.append(waiting)
         shared["wake"].set()
         await waiting.done
-        return Response(TWIML, media_type="text/xml")
 
-    return app
+    return webhook_app(wait_for_batch, lifespan)
