@@ -21,7 +21,7 @@ from sqlmodel import col, or_, select
 from sqlmodel.sql.expression import Select
 
 from core.db import UnitOfWork
-from core.models import Channel, Conversation, Delivery, DeliveryStatus, Recipient, Retailer
+from core.models import OWN_NUMBER_FIELD, Channel, Conversation, Delivery, DeliveryStatus, Recipient, Retailer
 from core.phones import InvalidPhone, to_e164
 
 OPEN_STATUSES = (
@@ -52,8 +52,6 @@ _DELIVERIES_OF = (
     .order_by(col(Delivery.day), col(Delivery.window_start), col(Delivery.id))
 )
 
-NUMBER_FIELD = {Channel.sms: "sms_from", Channel.whatsapp: "whatsapp_from"}  # the retailer's own number
-
 
 def _sender_and_number(field: str) -> Select[Retailer, Recipient]:
     """The retailers that have a recipient row with this phone or own the number written to, each
@@ -74,7 +72,7 @@ def _sender_and_number(field: str) -> Select[Retailer, Recipient]:
     )
 
 
-_SENDER_AND_NUMBER = {channel: _sender_and_number(field) for channel, field in NUMBER_FIELD.items()}
+_SENDER_AND_NUMBER = {channel: _sender_and_number(field) for channel, field in OWN_NUMBER_FIELD.items()}
 
 
 def phone_channels(channel: Channel) -> bool:
@@ -105,8 +103,7 @@ async def sender_of(
         statement = _SENDER_AND_NUMBER[channel]
         params = {"phone": sender, "service_address": service_address}
         rows = (await session.exec(statement, params=params)).all()
-        field = NUMBER_FIELD[channel]
-        owner = next((r for r, _ in rows if getattr(r, field) == service_address), None)
+        owner = next((r for r, _ in rows if r.own_number(channel) == service_address), None)
         return Sender(
             [recipient for _, recipient in rows if recipient is not None],
             {r.id: r for r, recipient in rows if recipient is not None and r.id is not None},

@@ -250,9 +250,7 @@ class TwilioSender:
             conversation = (
                 await session.get(Conversation, message.conversation_id) if message.conversation_id else None
             )
-            own = None
-            if retailer is not None:
-                own = retailer.whatsapp_from if message.channel == Channel.whatsapp else retailer.sms_from
+            own = retailer.own_number(message.channel) if retailer is not None else None
             from_number = message.from_address or own or shared
             last_inbound: list[datetime] = []
             if message.channel == Channel.whatsapp:

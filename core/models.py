@@ -108,6 +108,9 @@ class Role(enum.StrEnum):
 
 # --- tenants -------------------------------------------------------------------------------------
 
+# The columns holding a retailer's own number on the channels that have one
+OWN_NUMBER_FIELD = {Channel.sms: "sms_from", Channel.whatsapp: "whatsapp_from"}
+
 
 class Retailer(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
@@ -125,6 +128,12 @@ class Retailer(SQLModel, table=True):
     # change webhook URL and secret, arriving-soon threshold...
     settings: dict[str, Any] = json_column()
     created_at: datetime = Field(default_factory=utcnow)
+
+    def own_number(self, channel: Channel) -> str | None:
+        """The retailer's own number on SMS or WhatsApp; None elsewhere or when it uses the shared one."""
+        field = OWN_NUMBER_FIELD.get(channel)
+        number: str | None = getattr(self, field) if field else None
+        return number
 
 
 class ApiKey(SQLModel, table=True):

@@ -759,11 +759,7 @@ async def fire_notifications(
                 "content_variables": content_variables,
                 "template_key": note.event,
                 "locale": locale,
-                "service_address": (
-                    (retailer.sms_from if channel == Channel.sms else retailer.whatsapp_from) or ""
-                    if channel in (Channel.sms, Channel.whatsapp)
-                    else ""
-                ),
+                "service_address": retailer.own_number(channel) or "",
             }
             note.channel = channel.value
             outgoing.append((note, row))

@@ -78,7 +78,7 @@ class Dialogs:
         sender = await identity.sender_of(
             turn.uow, message.channel, message.sender, message.service_address, conversation
         )
-        recipients, retailers, pinned = sender.recipients, dict(sender.retailers), sender.number_owner
+        recipients, retailers, pinned = sender.recipients, sender.retailers, sender.number_owner
         retailer_ids = {r.retailer_id for r in recipients}
         if pinned is not None and pinned.id is not None:
             recipients = [r for r in recipients if r.retailer_id == pinned.id]
