@@ -31,7 +31,6 @@ from core.models import (
     OutboxMessage,
     Owner,
     Recipient,
-    Retailer,
     User,
 )
 from core.sms import is_gsm7
@@ -203,14 +202,10 @@ class TestIdentity:
         assert "G001" in text and "T001" not in text
 
     async def test_writing_to_another_retailers_own_number_shows_none_of_this_retailers_deliveries(
-        self, ctx, acme, globex
+        self, ctx, acme
     ):
         await load_small_plan(ctx, acme.retailer_id)  # Ada is Acme's recipient, not Globex's
-        async with ctx.uow() as uow:
-            retailer = await uow.session.get(Retailer, globex.retailer_id)
-            assert retailer is not None
-            retailer.sms_from = "+15145550177"
-            await uow.commit()
+        globex = await make_tenant(ctx, "globex", sms_from="+15145550177")
         understanding = ScriptedUnderstanding({"where is my parcel": understood(Intent.where_is_parcel)})
         chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA, service_address="+15145550177")
         text = await chat.say("where is my parcel")

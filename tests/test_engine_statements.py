@@ -17,7 +17,8 @@ from sqlalchemy import event
 from bot.engine import ConversationEngine
 from bot.understanding.model import Intent
 from core.db import is_postgres
-from core.models import Channel, Retailer
+from core.models import Channel
+from tests.conftest import make_tenant
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
 
 ADA = "+14165550101"  # T001
@@ -80,14 +81,10 @@ class TestStatementsPerInboundMessage:
         assert len(first) <= 8 + new_conversation + per_row_inserts(ctx), first
         assert len(again) <= 6 + per_row_inserts(ctx), again
 
-    async def test_writing_to_the_retailers_own_number_costs_no_more_than_to_the_shared_one(self, ctx, acme):
+    async def test_writing_to_the_retailers_own_number_costs_no_more_than_to_the_shared_one(self, ctx):
         """The sender's rows and the retailer owning the number come in one query."""
+        acme = await make_tenant(ctx, "acme", sms_from=ACME_NUMBER)
         await load_small_plan(ctx, acme.retailer_id)
-        async with ctx.uow() as uow:
-            retailer = await uow.session.get(Retailer, acme.retailer_id)
-            assert retailer is not None
-            retailer.sms_from = ACME_NUMBER
-            await uow.commit()
         chat = Chat(engine_for(ctx, ticking()), Channel.sms, ADA, ACME_NUMBER)
         await chat.say("where is my parcel")
         with counted(ctx) as again:
