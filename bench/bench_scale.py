@@ -35,7 +35,6 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from twilio.request_validator import RequestValidator
 
@@ -62,9 +61,11 @@ RECIPIENTS = 400
 BODIES = ["Where is my parcel?", "When is my delivery coming?", "Quand arrive mon colis?", "1"]
 TARGET_RATE = 300  # messages/s per process for the latency figure
 SUSTAINABLE_RATE = 100  # messages/s per process: the latency when Doorstep is not overloaded
-# Each phase of a server's measure takes its MessageSids from its own block of 10 million: a sid seen
-# before would be answered as a retried webhook, at a fraction of a turn's cost
-SIDS_PER_SERVER = 100_000_000
+OPEN_LOOP_RATES = (SUSTAINABLE_RATE, TARGET_RATE)  # the overload last
+# Each phase of a server's measure takes its MessageSids from its own block: a sid seen before would
+# be answered as a retried webhook, at a fraction of a turn's cost
+SIDS_PER_PHASE = 10_000_000
+SIDS_PER_SERVER = SIDS_PER_PHASE * (1 + len(OPEN_LOOP_RATES))
 COMPARED = (  # the servers each Doorstep figure is measured beside, in the same run
     ("bare", "bench_webhooks:bare_app"),
     ("floor", "floor_turn:floor_app"),
@@ -236,9 +237,9 @@ async def measure_server(process: AppProcess, seconds: float, processes: int, of
     capacity = await closed_loop(process.port, capacity_requests[200:], 16 * processes, seconds)
     cpu = (cpu_seconds(pids) - cpu_before) / max(len(capacity.latencies), 1) * 1000
     offered = {}
-    for n, rate in enumerate((SUSTAINABLE_RATE, TARGET_RATE), start=1):  # the overload last
+    for n, rate in enumerate(OPEN_LOOP_RATES, start=1):
         await asyncio.sleep(0.5)
-        requests = signed_requests(int(rate * processes * seconds) + 10, host, offset + n * 10_000_000)
+        requests = signed_requests(int(rate * processes * seconds) + 10, host, offset + n * SIDS_PER_PHASE)
         offered[rate] = await open_loop(process.port, requests, rate * processes, seconds)
     rss = [rss_mb(pid) for pid in pids]
     return Figures(capacity, offered, rss, cpu)
@@ -275,27 +276,6 @@ def bare_env(port: int) -> dict[str, str]:
     return env
 
 
-class BenchServer(AppProcess):
-    """A comparison server of COMPARED, from bench/, under the same uvicorn."""
-
-    def __init__(self, target: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.target = target
-
-    def start(self) -> None:
-        import subprocess
-
-        command = [
-            sys.executable, "-m", "uvicorn", self.target, "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", "--no-access-log",
-            "--app-dir", str(ROOT / "bench"),
-        ]  # fmt: skip
-        if self.workers > 1:
-            command += ["--workers", str(self.workers)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
-
-
 async def inbound(database_url: str, seconds: float, log_dir: Path) -> dict[int, Inbound]:
     results = {}
     offset = 0
@@ -304,7 +284,9 @@ async def inbound(database_url: str, seconds: float, log_dir: Path) -> dict[int,
         for name, target in COMPARED:
             port = free_port()
             env = {**bare_env(port), "DATABASE_URL": database_url}
-            server = BenchServer(target, f"{name}-{processes}", env, port, log_dir, workers=processes)
+            server = AppProcess(
+                f"{name}-{processes}", env, port, log_dir, processes, target=target, app_dir=ROOT / "bench"
+            )
             server.start()
             await server.wait_ready(120)
             offset += SIDS_PER_SERVER
@@ -397,7 +379,7 @@ async def main() -> int:
                 f"  {processes:>9} {name:>9} {m.rate:7.0f} {m.ms(0.5):7.1f} {m.ms(0.99):7.1f} {ratio:6.2f}"
                 f" {figures.cpu_ms_per_message:10.2f}"
             )
-        for rate in (SUSTAINABLE_RATE, TARGET_RATE):
+        for rate in OPEN_LOOP_RATES:
             print(f"  at {rate * processes} msg/s offered (open loop, {rate}/s per process):")
             for name, figures in result.figures.items():
                 m = figures.offered[rate]

@@ -95,20 +95,34 @@ def app_environment(database_url: str, port: int, **overrides: Any) -> dict[str,
 
 
 class AppProcess:
-    """One Doorstep process: `uvicorn app:create_app --factory` on a loopback port."""
+    """One Doorstep process: `uvicorn app:create_app --factory` on a loopback port (or, for the
+    benchmarks, another app factory `target` found in `app_dir`)."""
 
-    def __init__(self, name: str, env: dict[str, str], port: int, log_dir: Path, workers: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        port: int,
+        log_dir: Path,
+        workers: int = 1,
+        *,
+        target: str = "app:create_app",
+        app_dir: Path | None = None,
+    ) -> None:
         self.name, self.env, self.port, self.workers = name, env, port, workers
+        self.target, self.app_dir = target, app_dir
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = f"http://127.0.0.1:{port}"
 
     def start(self) -> None:
         command = [
-            sys.executable, "-m", "uvicorn", "app:create_app", "--factory",
+            sys.executable, "-m", "uvicorn", self.target, "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
+        if self.app_dir is not None:
+            command += ["--app-dir", str(self.app_dir)]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
