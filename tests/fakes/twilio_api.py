@@ -329,6 +329,8 @@ class FakeTwilioApi:
                 if fault.accept_then_hang:
                     self.messages.append(message)
                 await asyncio.sleep(fault.hang_seconds)
+                if not fault.accept_then_hang:  # never accepted: no message, however late the answer
+                    return TwilioError(500, 20500, "Internal").response()
             else:
                 headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                 code = 20429 if fault.status == 429 else 20500
@@ -339,7 +341,7 @@ class FakeTwilioApi:
                 response.headers.update(headers)
                 self.refusals.append({"path": request.path, "code": code, "message": error.message})
                 return response
-        if fault is None or not fault.accept_then_hang:
+        if fault is None:
             self.messages.append(message)
         return web.json_response(message.resource(self.spec), status=201)
 
