@@ -7,6 +7,7 @@ is the real one wherever a dialog reaches it.
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -418,6 +419,57 @@ class TestRestart:
 
 
 SATURDAY_2PM = datetime(2026, 12, 5, 14, tzinfo=ZoneInfo("America/Toronto"))
+
+
+FRIDAY_5PM = datetime(2026, 12, 4, 17, tzinfo=ZoneInfo("America/Toronto"))
+
+
+class TestYesToAChoice:
+    """ "Yes" answers a YES/NO question; said to a list of times it must not lose the list."""
+
+    async def test_yes_to_several_times_asks_which_one_with_the_same_times(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        evening = understood(
+            Intent.reschedule,
+            language="en",
+            window_start=FRIDAY_5PM,
+            window_end=FRIDAY_5PM + timedelta(hours=4),
+        )
+        understanding = ScriptedUnderstanding({"friday evening": evening, "yes": understood(Intent.yes)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        await chat.say("friday evening")
+        offered = chat.payloads()
+        assert len(offered) >= 2 and all(p.startswith("win:") for p in offered)
+        assert f"number from 1 to {len(offered)}" in await chat.say("yes")
+        assert chat.payloads() == offered
+        assert "Move your delivery to Fri Dec 4, 6:00-8:00 PM?" in await chat.say(str(len(offered)))
+
+    async def test_yes_to_the_only_time_offered_asks_to_confirm_that_time(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        evening = understood(
+            Intent.reschedule,
+            language="en",
+            window_start=FRIDAY_5PM,
+            window_end=FRIDAY_5PM + timedelta(hours=4),
+        )
+        understanding = ScriptedUnderstanding({"friday evening": evening, "yes": understood(Intent.yes)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        await chat.say("friday evening")
+        last = chat.last[0].options[-1]
+        async with ctx.uow() as uow:  # of the times offered, only the last one is left on offer
+            conversation = (await uow.session.exec(select(Conversation))).one()
+            dialog = copy.deepcopy(conversation.state["dialog"])
+            dialog["options"] = [{"label": last.label, "payload": last.payload}]
+            dialog["offers"] = {last.payload: dialog["offers"][last.payload]}
+            conversation.state = {**conversation.state, "dialog": dialog}
+            uow.session.add(conversation)
+            await uow.commit()
+        assert f"Move your delivery to {last.label}? Reply YES or NO" in await chat.say("yes")
+        t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
+        assert t001.window_start.astimezone(ZoneInfo("America/Toronto")).day == 3  # asked, not yet moved
+        assert "Done!" in await chat.say("yes")
+        t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
+        assert t001.window_start.astimezone(ZoneInfo("America/Toronto")).hour == 18
 
 
 class TestRefusedChanges:

@@ -234,7 +234,18 @@ class Dialogs:
             pending = None
         if intent in ("yes", "no"):
             state.pop("pending", None)
-            if pending is None:
+            offered = turn.previous_options()
+            offers = [option.payload for option, data in offered if data is not None]
+            if pending is None and intent == "yes" and len(offers) == 1:
+                await self.chosen_offer(turn, delivery, offers[0])  # "yes" to the one time offered
+            elif pending is None and intent == "yes" and offers:
+                # "yes" to "which of these?": ask which one rather than drop what was offered
+                turn.say(
+                    turn._("Which one? Please reply with a number from 1 to %(count)s.", count=len(offered)),
+                    offered,
+                    kind="clarify",
+                )
+            elif pending is None:
                 text = (
                     turn._("OK. Anything else I can do?")
                     if intent == "no"
