@@ -842,6 +842,24 @@ INTENT_CUES += [
     ),
 ]
 
+# A new address (they moved, or want it sent elsewhere than a pickup point) is a person's call too; it
+# outweighs the "deliver ... instead" that would otherwise read as a new time.
+INTENT_CUES += [
+    (
+        "human",
+        4,
+        r"(?:i|we) (?:just |have |recently )?moved(?! (?:it|the|my delivery|my parcel|the delivery))"
+        r"|new address|different address|another address|other address|work address"
+        r"|deliver (?:it |this |my parcel |the parcel )?to (?:my (?:office|work|new|other)|\d+ [a-z])"
+        r"|(?:j ai|nous avons|on a) demenage|nouvelle adresse|autre adresse"
+        r"|adresse (?:du|de mon) (?:bureau|travail)"
+        r"|livre[rz]? (?:le |la |mon colis )?au \d+ [a-z]"
+        r"|me mude|nos mudamos|me he mudado|nueva direccion|otra direccion"
+        r"|direccion (?:de mi )?(?:trabajo|oficina)"
+        r"|entreg\w* en (?:la )?calle",
+    ),
+]
+
 INTENT_CUES += [
     (
         "where_is_parcel",
