@@ -227,6 +227,21 @@ class TestRescheduleAndOtherRequests:
     def test_white_glove_requests(self, text, locale):
         assert read(text, locale).intent is Intent.white_glove
 
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("I moved, deliver to 12 King St W instead", "en"),
+            ("we have a new address", "en"),
+            ("j'ai déménagé, livrez au 12 rue Saint-Denis", "fr_CA"),
+            ("me mudé, entreguen en la calle Ontario 8", "es"),
+        ],
+    )
+    def test_a_new_address_is_for_a_person_not_a_new_time(self, text, locale):
+        assert read(text, locale).intent is Intent.human
+
+    def test_deliver_to_a_floor_is_still_a_note_for_the_driver(self):
+        assert read("deliver to 2nd floor please").intent is Intent.instructions
+
     def test_white_glove_keeps_the_time_asked_for(self):
         result = read("installation samedi matin", "fr_CA")
         assert result.intent is Intent.white_glove
@@ -263,9 +278,15 @@ class TestInstructions:
 
 
 class TestConversationMoves:
-    @pytest.mark.parametrize("text", ["yes", "👍", "oui", "Ouais c'est correct", "sí", "vale", "yess"])
+    @pytest.mark.parametrize(
+        "text", ["yes", "👍", "oui", "Ouais c'est correct", "sí", "vale", "yess", "go", "ok go", "on y go"]
+    )
     def test_yes(self, text):
         assert read(text).intent is Intent.yes
+
+    @pytest.mark.parametrize("text", ["where do I go to get it", "do I have to go there"])
+    def test_go_in_a_question_is_no_yes(self, text):
+        assert read(text).intent is not Intent.yes
 
     @pytest.mark.parametrize("text", ["no", "👎", "nope", "non", "non merci", "no gracias", "not now"])
     def test_no(self, text):

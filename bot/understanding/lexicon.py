@@ -626,7 +626,9 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         "yes",
         2,
         r"oui|d accord|parfait|correct|c est correct|ca marche|ca me va|ca va|bien sur|certainement|"
-        r"exactement|confirme|super|genial|entendu|go|let s go|parfaitement|tres bien|c est bon|bon|vas y|"
+        r"exactement|confirme|super|genial|entendu|let s go|parfaitement|tres bien|c est bon|bon|vas y|"
+        # "go!" agrees; the English verb in "where do I go to get it" does not
+        r"(?<! i )(?<! we )(?<! to )go(?! to )|"
         r"allez y",
     ),
     (
