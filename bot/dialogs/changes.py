@@ -162,14 +162,45 @@ def _overlap(offer: WindowOffer, start: datetime, end: datetime) -> timedelta:
     return max(timedelta(0), min(offer.end, end) - max(offer.start, start))
 
 
-def matching_offers(offers: list[WindowOffer], start: datetime, end: datetime | None) -> list[WindowOffer]:
-    """Offers that fit the wish: the one containing it, else those inside or overlapping it."""
-    if end is None or end <= start:
-        return [o for o in offers if o.start <= start < o.end]
+def matching_offers(
+    offers: list[WindowOffer], start: datetime | None, end: datetime | None, timezone: str
+) -> list[WindowOffer]:
+    """Offers that fit the wish: the one containing it, else those inside or overlapping it.
+
+    An open wish keeps to its day: "after 3" (no end) takes the offers starting at 3 or later,
+    "before 9" (no start) those over by 9.
+    """
+    if start is None or end is None or end <= start:
+        zone = ZoneInfo(timezone)
+        day = _anchor(start, end).astimezone(zone).date()
+        that_day = [o for o in offers if o.start.astimezone(zone).date() == day]
+        if start is None:
+            return [o for o in that_day if end is not None and o.end <= end]
+        return [o for o in that_day if o.start >= start]
     containing = [o for o in offers if o.start <= start and end <= o.end]
     if containing:
         return containing[:1]
     return sorted((o for o in offers if _overlap(o, start, end) > timedelta(0)), key=lambda o: o.start)
+
+
+def _anchor(start: datetime | None, end: datetime | None) -> datetime:
+    """The instant a wish is measured from: its start, or the end of a "before" wish."""
+    anchor = start or end
+    assert anchor is not None, "a wish has a start or an end"
+    return anchor
+
+
+def already_planned(delivery: Delivery, start: datetime | None, end: datetime | None) -> bool:
+    """The current window already is what they ask for (inside it, or within an open wish's bound)."""
+    current_start, current_end = delivery.window_start, delivery.window_end
+    if current_start is None or current_end is None:
+        return False
+    if start is not None and end is not None and start < end:
+        return current_start <= start and end <= current_end and end - start < timedelta(hours=20)
+    zone = ZoneInfo(delivery.timezone)
+    if current_start.astimezone(zone).date() != _anchor(start, end).astimezone(zone).date():
+        return False
+    return current_end <= end if start is None and end is not None else current_start >= _anchor(start, end)
 
 
 def nearest_offers(
@@ -179,13 +210,19 @@ def nearest_offers(
     return sorted(chosen, key=lambda o: o.start)
 
 
-def wish_text(turn: Turn, delivery: Delivery, start: datetime, end: datetime | None) -> str:
+def wish_text(turn: Turn, delivery: Delivery, start: datetime | None, end: datetime | None) -> str:
+    speaker, zone = turn.speaker, delivery.timezone
+    if start is None and end is not None:
+        return turn._(
+            "%(day)s, before %(time)s", day=speaker.day(end, zone), time=speaker.clock_time(end, zone)
+        )
+    start = _anchor(start, end)
     if end is not None and end > start and end - start <= timedelta(hours=12):
         return window_text(turn, delivery, start, end)
     if end is not None and end - start >= timedelta(hours=20):
-        return turn.speaker.day(start, delivery.timezone)
-    return (
-        f"{turn.speaker.day(start, delivery.timezone)}, {turn.speaker.clock_time(start, delivery.timezone)}"
+        return speaker.day(start, zone)
+    return turn._(
+        "%(day)s, after %(time)s", day=speaker.day(start, zone), time=speaker.clock_time(start, zone)
     )
 
 
@@ -206,7 +243,7 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
     if parsed.not_on is not None:  # "I won't be home tomorrow": nothing on that day
         zone = ZoneInfo(delivery.timezone)
         offers = [o for o in offers if o.start.astimezone(zone).date() != parsed.not_on]
-    if parsed.window_start is None:
+    if parsed.window_start is None and parsed.window_end is None:
         if not offers:
             no_windows(turn)
             return
@@ -217,13 +254,8 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         )
         return
     start, end = parsed.window_start, parsed.window_end
-    if (
-        delivery.window_start is not None
-        and delivery.window_end is not None
-        and delivery.window_start <= start
-        and (end or start) <= delivery.window_end
-        and (end is None or end - start < timedelta(hours=20))
-    ):
+    if already_planned(delivery, start, end):
+        assert delivery.window_start is not None and delivery.window_end is not None
         turn.say(
             turn._(
                 "Good news: your delivery is already planned for %(window)s.",
@@ -233,7 +265,7 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
             kind="reschedule.same",
         )
         return
-    fits = matching_offers(offers, start, end)
+    fits = matching_offers(offers, start, end, delivery.timezone)
     if len(fits) == 1:
         await confirm_window(turn, delivery, fits[0].start, fits[0].end)
         return
@@ -252,7 +284,7 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
             "Sorry, %(wish)s isn't available. The nearest times I can offer:",
             wish=wish_text(turn, delivery, start, end),
         ),
-        offer_options(turn, delivery, nearest_offers(offers, start), "win"),
+        offer_options(turn, delivery, nearest_offers(offers, _anchor(start, end)), "win"),
         kind="reschedule.alternatives",
     )
 
@@ -443,8 +475,8 @@ async def white_glove(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
             kind="whiteglove.none",
         )
         return
-    if parsed.window_start is not None:
-        fits = matching_offers(slots, parsed.window_start, parsed.window_end)
+    if parsed.window_start is not None or parsed.window_end is not None:
+        fits = matching_offers(slots, parsed.window_start, parsed.window_end, delivery.timezone)
         if len(fits) == 1:
             await confirm_white_glove(turn, delivery, fits[0].start, fits[0].end)
             return
@@ -454,7 +486,12 @@ async def white_glove(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
                     "Sorry, our crew isn't free on %(wish)s. The nearest times I can offer:",
                     wish=wish_text(turn, delivery, parsed.window_start, parsed.window_end),
                 ),
-                offer_options(turn, delivery, nearest_offers(slots, parsed.window_start), "wg"),
+                offer_options(
+                    turn,
+                    delivery,
+                    nearest_offers(slots, _anchor(parsed.window_start, parsed.window_end)),
+                    "wg",
+                ),
                 kind="whiteglove.alternatives",
             )
             return
