@@ -27,6 +27,7 @@ from core.models import (
     Conversation,
     ConversationStatus,
     Delivery,
+    DeliveryStatus,
     Direction,
     Message,
     OutboxMessage,
@@ -470,6 +471,31 @@ class TestYesToAChoice:
         assert "Done!" in await chat.say("yes")
         t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
         assert t001.window_start.astimezone(ZoneInfo("America/Toronto")).hour == 18
+
+
+class TestPickupHours:
+    async def test_a_parcel_waiting_at_a_closed_point_says_it_is_closed_today(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {
+                "pickup point please": understood(Intent.redirect_pickup),
+                "yes": understood(Intent.yes),
+                "where is it": understood(Intent.where_is_parcel),
+            }
+        )
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        await chat.say("pickup point please")
+        await chat.say(str(1 + [o.label for o in chat.last[0].options].index("Queen St Lockers")))
+        assert "Done!" in await chat.say("yes")
+        async with ctx.uow() as uow:  # the driver left it there; Queen St Lockers is closed on weekends
+            t001 = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T001"))).one()
+            t001.status = DeliveryStatus.ready_for_pickup
+            uow.session.add(t001)
+            await uow.commit()
+        saturday = datetime(2026, 12, 5, 15, tzinfo=ZoneInfo("UTC"))
+        chat.engine = ConversationEngine(ctx, clock=lambda: saturday, understand=understanding)
+        text = await chat.say("where is it")
+        assert "ready for pickup at Queen St Lockers" in text and text.endswith("Closed Sat Dec 5.")
 
 
 class TestRefusedChanges:

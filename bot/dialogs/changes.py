@@ -6,7 +6,7 @@ slots come from its offers, and the "Done" reply repeats what it committed.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ from bot.identity import CHANGEABLE_STATUSES
 from core.models import Delivery, DeliveryStatus, PickupPoint, Stop
 from scheduling import service
 from scheduling.service import (
+    DAY_KEYS,
     DeliveryNotChangeable,
     PickupOption,
     PickupPointFull,
@@ -122,6 +123,8 @@ async def status(turn: Turn, delivery: Delivery) -> None:
             if delivery.status == DeliveryStatus.ready_for_pickup
             else turn._("Your parcel %(tracking)s is on its way to %(point)s.", tracking=tracking, point=name)
         )
+        if point is not None:
+            text += " " + pickup_hours(turn, delivery, point)
     elif delivery.status == DeliveryStatus.out_for_delivery:
         stop = (await session.exec(select(Stop).where(Stop.delivery_id == delivery.id))).first()
         if stop is not None and stop.eta is not None:
@@ -153,6 +156,22 @@ async def status(turn: Turn, delivery: Delivery) -> None:
             window=window_text(turn, delivery, delivery.white_glove_start, delivery.white_glove_end),
         )
     turn.say(text, menu(turn, delivery), kind="status")
+
+
+def pickup_hours(turn: Turn, delivery: Delivery, point: PickupPoint) -> str:
+    """The point's hours on the day the parcel is there: the day it is ready, or today once it is."""
+    zone = ZoneInfo(delivery.timezone)
+    today = turn.now.astimezone(zone).date()
+    day = max(delivery.day, today)
+    noon = datetime.combine(day, time(12), tzinfo=zone)
+    spans = point.opening_hours.get(DAY_KEYS[day.weekday()], [])
+    if not spans:
+        return turn._("Closed %(day)s.", day=turn.speaker.day(noon, delivery.timezone))
+    return turn._(
+        "Open %(day)s: %(hours)s.",
+        day=turn.speaker.day(noon, delivery.timezone),
+        hours=turn.speaker.opening_hours(spans, day, delivery.timezone),
+    )
 
 
 # --- reschedule ----------------------------------------------------------------------------------

@@ -844,6 +844,17 @@ INTENT_CUES += [
     ),
 ]
 
+# Opening hours of the pickup point it is going to: the status reply gives them.
+INTENT_CUES += [
+    (
+        "where_is_parcel",
+        3,
+        r"opening hours|open hours|store hours|when (?:is|are) (?:it|they|the \w+) open"
+        r"|what time (?:does|do) (?:it|they|the \w+) (?:open|close)|heures d ouverture|ouvert jusqu"
+        r"|horario de (?:atencion|apertura)|a que hora (?:abre|cierra)n?",
+    ),
+]
+
 # A new address (they moved, or want it sent elsewhere than a pickup point) is a person's call too; it
 # outweighs the "deliver ... instead" that would otherwise read as a new time.
 INTENT_CUES += [
