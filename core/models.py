@@ -175,6 +175,8 @@ class Delivery(SQLModel, table=True):
     recipient_id: int | None = Field(default=None, foreign_key="recipient.id", index=True)
     plan_id: int | None = Field(default=None, foreign_key="routeplan.id", index=True)
     day: date = Field(index=True)
+    # the first day it can be delivered (the day its plan brought it; moving it later keeps this)
+    earliest_day: date | None = None
     timezone: str = Field(default="America/Toronto", max_length=64)
     status: DeliveryStatus = Field(default=DeliveryStatus.scheduled, index=True)
     window_start: datetime | None = None

@@ -153,6 +153,7 @@ async def import_plan(
         lon, lat = job.location if job.location else (0.0, 0.0)
         delivery.recipient_id = recipient.id if recipient else None
         delivery.plan_id, delivery.day, delivery.timezone = plan.id, plan.day, plan.timezone
+        delivery.earliest_day = plan.day
         delivery.address, delivery.postal_code = job.address, job.postal_code.replace(" ", "").upper()
         delivery.lon, delivery.lat, delivery.location_index = lon, lat, job.location_index
         delivery.service_seconds, delivery.size, delivery.skills = (

@@ -377,6 +377,13 @@ async def _pool_taken(
     return {row.slot_start.astimezone(UTC): (row.taken, row.capacity) for row in rows}
 
 
+def first_possible_day(retailer: Retailer, delivery: Delivery, now: datetime) -> date:
+    """The first day a delivery can go to: not before the day its plan brought it (moving it later
+    keeps that day open to come back to), nor within the retailer's cut-off."""
+    earliest = (now + cutoff(retailer)).astimezone(ZoneInfo(delivery.timezone)).date()
+    return max(delivery.earliest_day or delivery.day, earliest)
+
+
 async def _offers(
     session: AsyncSession,
     retailer: Retailer,
@@ -389,7 +396,7 @@ async def _offers(
 ) -> list[WindowOffer]:
     tz = ZoneInfo(delivery.timezone)
     earliest = now + cutoff(retailer)
-    first_day = max(delivery.day, earliest.astimezone(tz).date())
+    first_day = first_possible_day(retailer, delivery, now)
     service = white_glove_service_seconds(retailer, delivery) if white_glove else delivery.service_seconds
     minutes = (
         int(_setting(retailer, "white_glove_slot_minutes", retailer.slot_minutes))
@@ -780,7 +787,7 @@ async def _pickup_options(
 ) -> list[PickupOption]:
     tz = ZoneInfo(delivery.timezone)
     earliest = now + cutoff(retailer)
-    day = max(delivery.day, earliest.astimezone(tz).date())
+    day = first_possible_day(retailer, delivery, now)
     query = select(PickupPoint).where(PickupPoint.retailer_id == delivery.retailer_id)
     if only is not None:
         query = query.where(PickupPoint.id == only)
@@ -840,7 +847,7 @@ async def redirect_to_pickup(
     if point is None:
         raise PickupPointUnknown("no such pickup point")
     tz = ZoneInfo(fresh.timezone)
-    day = max(fresh.day, (now + cutoff(retailer)).astimezone(tz).date())
+    day = first_possible_day(retailer, fresh, now)
     counts = await _reserved(session, [pickup_point_id], day)
     if counts.get(pickup_point_id, 0) >= point.capacity:
         raise PickupPointFull(f"{point.name} has no room left that day")

@@ -141,6 +141,22 @@ class TestRescheduling:
         assert view["date"] == NEXT_DAY.isoformat() and view["route"]["vehicle"] in (1, 2)
         assert await violations(ctx) == []
 
+    async def test_a_delivery_moved_to_a_later_day_can_come_back_to_its_first_day(self, client, acme, ctx):
+        await import_plan(client, acme, small_plan())
+        later = await client.post(
+            "/api/v1/deliveries/T001/reschedule", json={"window": window(NEXT_DAY, 12)}, headers=acme.headers
+        )
+        assert later.status_code == 200, later.text
+        offers = (await client.get("/api/v1/deliveries/T001/windows?days=3", headers=acme.headers)).json()
+        assert DAY in {o["date"] for o in offers["windows"]}, "its first day stays on offer"
+        back = await client.post(
+            "/api/v1/deliveries/T001/reschedule", json={"window": window(PLAN_DAY, 14)}, headers=acme.headers
+        )
+        assert back.status_code == 200, back.text
+        view = (await client.get("/api/v1/deliveries/T001", headers=acme.headers)).json()
+        assert view["date"] == DAY and view["route"] is not None
+        assert await violations(ctx) == []
+
     async def test_a_day_without_a_plan_pools_the_delivery_until_its_plan_is_imported(
         self, client, acme, ctx
     ):

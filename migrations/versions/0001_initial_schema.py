@@ -238,6 +238,7 @@ def upgrade() -> None:
         sa.Column("recipient_id", sa.Integer(), nullable=True),
         sa.Column("plan_id", sa.Integer(), nullable=True),
         sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("earliest_day", sa.Date(), nullable=True),
         sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column(
             "status",
