@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_interval, format_time
 from babel.messages import mofile, pofile
 from babel.support import NullTranslations, Translations
 from babel.units import format_unit
 
+from core import wording
 from core.config import ROOT
 from core.models import Channel
 from core.sms import plain
@@ -86,34 +86,17 @@ class Speaker:
     # --- dates, times and distances --------------------------------------------------------------
 
     def day(self, value: datetime | date, timezone: str) -> str:
-        local = value.astimezone(ZoneInfo(timezone)) if isinstance(value, datetime) else value
-        pattern = {"en": "EEE MMM d", "fr_CA": "EEE d MMM", "es": "EEE d MMM"}[self.locale]
-        return format_date(local, pattern, locale=self.locale)
+        return wording.day(value, self.locale, timezone)
 
     def clock_time(self, value: datetime, timezone: str) -> str:
-        local = value.astimezone(ZoneInfo(timezone))
-        if self.locale == "fr_CA":
-            return format_time(local, "H 'h'" if local.minute == 0 else "H 'h' mm", locale=self.locale)
-        return format_time(local, "short", locale=self.locale)
+        return wording.clock_time(value, self.locale, timezone)
 
     def hours(self, start: datetime, end: datetime, timezone: str) -> str:
-        """A span of hours of one day: "2:00–4:00 PM", "14 h à 16 h", "14:00–16:00"."""
-        zone = ZoneInfo(timezone)
-        if self.locale == "fr_CA":
-            return self._(
-                "%(start)s to %(end)s",
-                start=self.clock_time(start, timezone),
-                end=self.clock_time(end, timezone),
-            )
-        skeleton = "hm" if self.locale == "en" else "Hm"
-        text = format_interval(
-            start.astimezone(zone), end.astimezone(zone), skeleton, tzinfo=zone, locale=self.locale
-        )
-        return text.replace("\u2009–\u2009", "–").replace(" – ", "–")
+        return wording.hours(start, end, self.locale, timezone)
 
     def window(self, start: datetime, end: datetime, timezone: str) -> str:
-        """A delivery window in the recipient's words: "Fri Dec 4, 2:00–4:00 PM"."""
-        return f"{self.day(start, timezone)}, {self.hours(start, end, timezone)}"
+        """A delivery window in the recipient's words, as the notifications write it too."""
+        return wording.window(start, end, self.locale, timezone)
 
     def opening_hours(self, spans: list[list[str]], day: date, timezone: str) -> str:
         """Opening hours such as [["08:00", "21:00"]] in the recipient's words, several spans joined."""

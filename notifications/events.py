@@ -164,9 +164,10 @@ EVENTS: dict[str, EventSpec] = {
 }
 
 FILTERS: dict[str, str] = {
-    "window": "`{{ window|window }}` → Thu, Dec 3, 2:00 – 4:00 PM (in the delivery's time zone and "
-    "the recipient's locale); `{{ window|window('time') }}` → 2:00 – 4:00 PM",
-    "date": "`{{ day|date }}` → Thu, Dec 3; a babel pattern or skeleton: `{{ day|date('long') }}`",
+    "window": "`{{ window|window }}` → Thu Dec 3, 2:00–4:00 PM, jeu. 3 déc., 14 h à 16 h (in the "
+    "delivery's time zone and the recipient's locale, worded as the bot's replies word it); "
+    "`{{ window|window('time') }}` → 2:00–4:00 PM",
+    "date": "`{{ day|date }}` → Thu Dec 3; a babel pattern or skeleton: `{{ day|date('long') }}`",
     "time": "`{{ eta|time }}` → 2:35 PM in the delivery's time zone",
     "distance": "`{{ 1234|distance }}` → 1.2 km (metres in)",
     "default": "`{{ recipient_name|default('there') }}` when a value may be empty",

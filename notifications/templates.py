@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_interval, format_skeleton, format_time, get_time_format
+from babel.dates import format_date, format_skeleton
 from babel.units import format_unit
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes, pass_context
 from jinja2 import Template as JinjaTemplate
@@ -34,7 +34,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core import sms
+from core import sms, wording
 from core.config import ROOT
 from core.models import Channel, Retailer, Template, utcnow
 from core.sms import plain
@@ -119,26 +119,14 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-@lru_cache(maxsize=16)
-def _hour_skeleton(locale: str) -> str:
-    pattern = re.sub(r"'[^']*'", "", get_time_format("short", locale=_locale(locale)).pattern)
-    return "hm" if "h" in pattern else "Hm"
-
-
 @lru_cache(maxsize=8192)
 def format_window(start: datetime, end: datetime, locale: str, timezone: str, part: str = "full") -> str:
-    zone, loc = _zone(timezone), _locale(locale)
-    times = format_interval(start, end, _hour_skeleton(locale), tzinfo=zone, locale=loc)
+    """The bot's wording of a window (core.wording), so a notification and a reply read alike."""
     if part == "time":
-        return times
+        return wording.hours(start, end, locale, timezone)
     if part != "full":
         raise TemplateProblem("the window filter takes 'full' or 'time'")
-    local_start = start.astimezone(zone)
-    local_end = end.astimezone(zone)
-    day = format_skeleton("MMMEd", local_start, tzinfo=zone, locale=loc)
-    if local_end.date() != local_start.date():
-        return format_interval(start, end, "MMMEd" + _hour_skeleton(locale), tzinfo=zone, locale=loc)
-    return f"{day}, {times}"
+    return wording.window(start, end, locale, timezone)
 
 
 def _context_locale(context: Context) -> tuple[str, str]:
@@ -169,13 +157,17 @@ def _format_date(value: date, fmt: str, locale: str, timezone: str) -> str:
 
 
 @pass_context
-def date_filter(context: Context, value: Any, fmt: str = "MMMEd") -> str:
+def date_filter(context: Context, value: Any, fmt: str = "") -> str:
+    """A day as the bot words it ("Sat Dec 5"), or in a babel format or skeleton of the template's."""
     if value is None or value == "":
         return ""
     if isinstance(value, Window):
         value = value.start
     if not isinstance(value, date):
         raise TemplateProblem("the date filter formats a date or a datetime")
+    if not fmt:
+        locale, timezone = _context_locale(context)
+        return wording.day(value, locale, timezone)
     if len(fmt) > 40:
         raise TemplateProblem("a date format has at most 40 characters")
     locale, timezone = _context_locale(context)
@@ -192,7 +184,7 @@ def time_filter(context: Context, value: Any) -> str:
     if not isinstance(value, datetime):
         raise TemplateProblem("the time filter formats a datetime (eta, delivered_at)")
     locale, timezone = _context_locale(context)
-    return str(format_time(value, "short", tzinfo=_zone(timezone), locale=_locale(locale)))
+    return wording.clock_time(value, locale, timezone)
 
 
 @pass_context
@@ -585,11 +577,7 @@ def whatsapp_variables(spec: EventSpec, context: Mapping[str, Any]) -> dict[str,
             value = format_window(s.start, s.end, locale, timezone) if isinstance(s, Window) else ""
         elif name == "eta_text":
             eta = context.get("eta")
-            value = (
-                str(format_time(eta, "short", tzinfo=_zone(timezone), locale=_locale(locale)))
-                if isinstance(eta, datetime)
-                else ""
-            )
+            value = wording.clock_time(eta, locale, timezone) if isinstance(eta, datetime) else ""
         elif name == "proof_text":
             value = str(context.get("proof_signer") or context.get("proof_photo_url") or "-")
         else:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from bot.i18n import Speaker
 from core.consent import set_opt_out
 from core.models import (
     Channel,
@@ -137,7 +138,20 @@ class TestFiring:
         await fire_notifications(ctx)
         bodies = {m.to_address: m.body for m in await rows(ctx, OutboxMessage)}
         assert "votre livraison" in bodies["+14165550102"] and "jeu. 3 déc." in bodies["+14165550102"]
-        assert "su entrega" in bodies["+14165550103"] and "jue, 3 dic" in bodies["+14165550103"]
+        assert "su entrega" in bodies["+14165550103"] and "jue 3 dic" in bodies["+14165550103"]
+
+    async def test_the_window_reads_as_the_bot_words_it_in_each_language(self, ctx):
+        await setup(ctx)
+        await fire_notifications(ctx)
+        bodies = {m.to_address: m.body for m in await rows(ctx, OutboxMessage)}
+        for delivery in await rows(ctx, Delivery, col(Delivery.tracking).in_(["T001", "T002", "T003"])):
+            recipient = (await rows(ctx, Recipient, Recipient.id == delivery.recipient_id))[0]
+            assert delivery.window_start is not None and delivery.window_end is not None
+            speaker = Speaker(recipient.locale, Channel.sms)
+            worded = speaker.finish(
+                speaker.window(delivery.window_start, delivery.window_end, delivery.timezone)
+            )
+            assert worded in bodies[recipient.phone], (worded, bodies[recipient.phone])
 
     async def test_the_conversation_remembers_the_options_offered(self, ctx):
         await setup(ctx)
@@ -257,7 +271,7 @@ class TestConsentAndChannels:
         assert rendered.content_sid == sid
         assert rendered.content_variables == {
             "1": "Acme",
-            "2": "Thu, Dec 3, 9:00 – 11:00 AM".replace(" – ", "\u2009–\u2009").replace(" AM", "\u202fAM"),
+            "2": "Thu Dec 3, 9:00–11:00\u202fAM",  # as the bot words it (core.wording)
             "3": "T001",
         }
 
@@ -299,7 +313,7 @@ class TestChanges:
         # the first window's message is no longer true: skipped; the confirmation goes out
         assert summary.skipped == 1
         (mine,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
-        assert "now arrives Fri, Dec 4" in mine.body
+        assert "now arrives Fri Dec 4" in mine.body
 
     async def test_a_recipients_own_reschedule_is_confirmed_by_the_bot_not_again_here(self, ctx):
         await setup(ctx)

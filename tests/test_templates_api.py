@@ -169,9 +169,9 @@ class TestPreview:
                 f"{BASE}/window_assigned/en/telegram/preview", json={"body": body}, headers=acme.headers
             )
         ).json()
-        assert fr["text"].startswith("jeu. 3 déc.") and "14 h 00" in fr["text"]
-        assert es["text"].startswith("jue, 3 dic") and "14:00" in es["text"]
-        assert en["text"].startswith("Thu, Dec 3") and "PM" in en["text"]
+        assert fr["text"].startswith("jeu. 3 déc., 14 h à 16 h")
+        assert es["text"].startswith("jue 3 dic, 14:00–16:00")
+        assert en["text"].startswith("Thu Dec 3, 2:00–4:00") and "PM" in en["text"]
 
 
 class TestVersionsAndRollback:

@@ -74,4 +74,4 @@ class TestSandboxEscapes:
             CONTEXT,
             Channel.sms,
         )
-        assert text == "ACME t1: 2:00 - 4:00 PM"
+        assert text == "ACME t1: 2:00-4:00 PM"
