@@ -262,7 +262,7 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
     if parsed.not_on is not None:  # "I won't be home tomorrow": nothing on that day
         zone = ZoneInfo(delivery.timezone)
         offers = [o for o in offers if o.start.astimezone(zone).date() != parsed.not_on]
-    if parsed.window_start is None and parsed.window_end is None:
+    if not parsed.has_time:
         if not offers:
             no_windows(turn)
             return
@@ -494,7 +494,7 @@ async def white_glove(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
             kind="whiteglove.none",
         )
         return
-    if parsed.window_start is not None or parsed.window_end is not None:
+    if parsed.has_time:
         fits = matching_offers(slots, parsed.window_start, parsed.window_end, delivery.timezone)
         if len(fits) == 1:
             await confirm_white_glove(turn, delivery, fits[0].start, fits[0].end)

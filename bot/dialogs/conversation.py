@@ -266,6 +266,9 @@ class Dialogs:
                 await changes.confirm(turn, delivery, pending)
             return
         state.pop("pending", None)
+        if intent == "reschedule" and self.crew_times_offered(turn) and parsed.has_time:
+            # "saturday after 2" just after the crew's times: a time for the crew, not a new delivery time
+            parsed, intent = parsed.but(intent="white_glove"), "white_glove"
         if intent == "choose" and parsed.choice:
             await self.chosen_offer(turn, delivery, parsed.choice)
         elif intent == "where_is_parcel":
@@ -283,6 +286,12 @@ class Dialogs:
             await changes.status(turn, delivery)
         else:
             await self.not_understood(turn, parsed)
+
+    @staticmethod
+    def crew_times_offered(turn: Turn) -> bool:
+        """The last turn offered in-home setup slots (and nothing else)."""
+        payloads = [str(o["payload"]) for o in turn.state.get("options") or []]
+        return bool(payloads) and all(p.startswith("wg:") for p in payloads)
 
     async def chosen_offer(self, turn: Turn, delivery: Delivery, choice: str) -> None:
         data = (turn.state.get("offers") or {}).get(choice) or {}

@@ -84,6 +84,10 @@ class Parsed:
             not_on=date.fromisoformat(data["not_on"]) if isinstance(data.get("not_on"), str) else None,
         )
 
+    @property
+    def has_time(self) -> bool:
+        return self.window_start is not None or self.window_end is not None
+
     def but(self, **changes: Any) -> Parsed:
         return replace(self, **changes)
 
