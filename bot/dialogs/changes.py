@@ -29,6 +29,7 @@ from scheduling.service import (
 )
 
 OFFERS_SHOWN = 3
+OFFER_DAYS = 3  # days of offers when no day is asked for
 PICKUP_POINTS_SHOWN = 3
 PENDING_TTL = timedelta(hours=1)
 INSTRUCTIONS_LIMIT = 300
@@ -245,6 +246,16 @@ def wish_text(turn: Turn, delivery: Delivery, start: datetime | None, end: datet
     )
 
 
+def days_to_offer(turn: Turn, delivery: Delivery, parsed: Parsed) -> int:
+    """The next few days, or as far as the day they asked for ("next Tuesday"); the scheduling
+    service stops at two weeks."""
+    if not parsed.has_time:
+        return OFFER_DAYS
+    zone = ZoneInfo(delivery.timezone)
+    wished = _anchor(parsed.window_start, parsed.window_end).astimezone(zone).date()
+    return max(OFFER_DAYS, (wished - turn.now.astimezone(zone).date()).days + 1)
+
+
 def is_current(delivery: Delivery, offer: WindowOffer) -> bool:
     return delivery.window_start == offer.start and delivery.window_end == offer.end
 
@@ -254,7 +265,9 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         not_changeable(turn)
         return
     try:
-        offers = await service.offer_windows(turn.uow, delivery, days=3, now=turn.now)
+        offers = await service.offer_windows(
+            turn.uow, delivery, days=days_to_offer(turn, delivery, parsed), now=turn.now
+        )
     except SchedulingError as error:
         await scheduling_failed(turn, error)
         return
@@ -480,7 +493,9 @@ async def white_glove(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         not_changeable(turn)
         return
     try:
-        slots = await service.white_glove_slots(turn.uow, delivery, days=3, now=turn.now)
+        slots = await service.white_glove_slots(
+            turn.uow, delivery, days=days_to_offer(turn, delivery, parsed), now=turn.now
+        )
     except SchedulingError as error:
         await scheduling_failed(turn, error)
         return
