@@ -7,7 +7,7 @@ English, Canadian French and Spanish have their own day pattern; Quebec French w
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,8 @@ def hours(start: datetime, end: datetime, locale: str, timezone: str) -> str:
 def window(start: datetime, end: datetime, locale: str, timezone: str) -> str:
     """A delivery window: "Fri Dec 4, 2:00–4:00 PM"; one across midnight names both days."""
     zone = _zone(timezone)
-    if start.astimezone(zone).date() != end.astimezone(zone).date():
+    # a window ending at midnight ends that day
+    if start.astimezone(zone).date() != (end.astimezone(zone) - timedelta(microseconds=1)).date():
         return f"{day(start, locale, timezone)}, {clock_time(start, locale, timezone)} – " + (
             f"{day(end, locale, timezone)}, {clock_time(end, locale, timezone)}"
         )
