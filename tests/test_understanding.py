@@ -284,9 +284,22 @@ class TestConversationMoves:
     def test_yes(self, text):
         assert read(text).intent is Intent.yes
 
-    @pytest.mark.parametrize("text", ["where do I go to get it", "do I have to go there"])
+    @pytest.mark.parametrize(
+        "text", ["where do I go to get it", "do I have to go there", "ça va être livré par qui?"]
+    )
     def test_go_in_a_question_is_no_yes(self, text):
         assert read(text).intent is not Intent.yes
+
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [("any", "en"), ("whichever one!", "en"), ("n'importe lequel", "fr_CA"), ("cualquiera", "es")],
+    )
+    def test_any_of_them_alone_is_the_first_choice(self, text, locale):
+        result = read(text, locale)
+        assert result.intent is Intent.choose_option and result.option == 1
+
+    def test_any_inside_a_question_is_not_a_choice(self):
+        assert read("any news on my parcel?").intent is Intent.where_is_parcel
 
     @pytest.mark.parametrize("text", ["no", "👎", "nope", "non", "non merci", "no gracias", "not now"])
     def test_no(self, text):

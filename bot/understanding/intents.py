@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 from bot.understanding.lexicon import (
+    ANY_OPTION,
     COURTESY_TIME_PHRASES,
     HELP_WORDS,
     INTENT_CUES,
@@ -175,7 +176,12 @@ def loose_intent(canonical: str) -> Intent | None:
     return Intent(ranked[0][0])
 
 
+ANY = re.compile(WORD_PATTERN(r"^ *(?:" + ANY_OPTION + r")(?: [!.,]+)? *$"))
+
+
 def find_option(canonical: str) -> int | None:
+    if ANY.search(canonical):
+        return 1
     if m := OPTION_WORD.search(canonical):
         return NUMBER_WORDS[m.group("w")]
     if m := OPTION_NUMBER.search(canonical):

@@ -359,6 +359,14 @@ def _w(pattern: str) -> str:
     return r"(?<![a-z0-9])(?:" + pattern + r")(?![a-z0-9])"
 
 
+ANY_OPTION = (
+    r"any|any one|anyone|any of them|anytime|any time|whichever|whichever one|either|either one"
+    # "n'importe" reaches here as "and importe" (the shorthand "n" is "and")
+    r"|doesn t matter|does not matter|(?:n|and) importe (?:lequel|laquelle|quand)|peu importe"
+    r"|cualquiera|cualquier (?:uno|una|hora)|me da igual|da igual"
+)
+
+
 # Intent cues: (intent, weight, pattern). Scores add up; the highest wins (ties go to the earlier intent
 # in INTENT_ORDER).
 INTENT_CUES: list[tuple[str, float, str]] = [
@@ -625,7 +633,9 @@ INTENT_CUES: list[tuple[str, float, str]] = [
     (
         "yes",
         2,
-        r"oui|d accord|parfait|correct|c est correct|ca marche|ca me va|ca va|bien sur|certainement|"
+        r"oui|d accord|parfait|correct|c est correct|ca marche|ca me va|bien sur|certainement|"
+        # "ça va" agrees; "ça va être livré par qui?" asks
+        r"ca va(?! etre| arriver| venir| prendre| couter| faire| livrer)|"
         r"exactement|confirme|super|genial|entendu|let s go|parfaitement|tres bien|c est bon|bon|vas y|"
         # "go!" agrees; the English verb in "where do I go to get it" does not
         r"(?<! i )(?<! we )(?<! to )go(?! to )|"
@@ -635,7 +645,9 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         "yes",
         2,
         r"si|claro|vale|de acuerdo|perfecto|correcto|exacto|confirmo|por supuesto|esta bien|"
-        r"me parece bien|bueno|dale|listo|sale|va|genial|excelente",
+        r"me parece bien|bueno|dale|listo|sale|genial|excelente"
+        # "va" alone agrees; inside "ça va être livré" it does not
+        r"|^ *va(?: [!.,]+)? *$",
     ),
     (
         "no",
@@ -666,6 +678,8 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         r"quinta|ultimo|ultima) (?:one|option|choice|slot|window|time|choix|creneau|plage|opcion|horario|"
         r"uno|una)",
     ),
+    # "any of them", said alone to a list of choices: the first one (it is then confirmed as usual)
+    ("choose_option", 4, r"^ *(?:" + ANY_OPTION + r")(?: [!.,]+)? *$"),
     # language
     (
         "change_language",
