@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlmodel import select
@@ -43,7 +43,9 @@ class ScriptedUnderstanding:
     answers: dict[str, Understanding] = field(default_factory=dict)
     asked: list[tuple[str, str]] = field(default_factory=list)
 
-    def __call__(self, text: str, *, locale: str, now: datetime, timezone: str) -> Understanding:
+    def __call__(
+        self, text: str, *, locale: str, now: datetime, timezone: str, default_day: date | None = None
+    ) -> Understanding:
         self.asked.append((text, locale))
         if text.strip().isdigit():
             return understood(Intent.choose_option, option=int(text.strip()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -118,6 +118,15 @@ class TestTimes:
 
     def test_a_time_already_past_today_means_tomorrow(self):
         assert window("after 3", now=datetime(2026, 11, 24, 20, 0)) == (at(25, 15), None)
+
+    def test_a_time_without_a_day_is_on_the_day_of_the_delivery_talked_about(self):
+        friday = date(2026, 11, 27)
+        result = understand("at 3pm", locale="en", now=NOW, timezone=TORONTO, default_day=friday)
+        assert (result.window_start, result.window_end) == (at(27, 14), at(27, 16))
+        named = understand("today at 3pm", locale="en", now=NOW, timezone=TORONTO, default_day=friday)
+        assert named.window_start == at(24, 14)
+        gone = understand("at 3pm", locale="en", now=NOW, timezone=TORONTO, default_day=date(2026, 11, 20))
+        assert gone.window_start == at(24, 14)  # a delivery day already past: today, as without one
 
     def test_a_weekday_is_never_today(self):
         assert window("Tuesday") == (at(1, 0, month=12), at(2, 0, month=12))

@@ -127,14 +127,19 @@ class Dialogs:
             )
         return turn.deliveries
 
+    async def talked_about(self, turn: Turn) -> Delivery | None:
+        """The delivery this conversation is about, once it is known."""
+        if turn.conversation.delivery_id is None:
+            return None
+        for known in await self.deliveries(turn):
+            if known.id == turn.conversation.delivery_id:
+                return known
+        return await turn.uow.session.get(Delivery, turn.conversation.delivery_id)
+
     async def timezone(self, turn: Turn) -> str:
-        if turn.conversation.delivery_id is not None:
-            for known in await self.deliveries(turn):
-                if known.id == turn.conversation.delivery_id:
-                    return known.timezone
-            delivery = await turn.uow.session.get(Delivery, turn.conversation.delivery_id)
-            if delivery is not None:
-                return delivery.timezone
+        delivery = await self.talked_about(turn)
+        if delivery is not None:
+            return delivery.timezone
         for retailer in turn.retailers.values():
             return retailer.timezone
         return DEFAULT_TIMEZONE
@@ -147,9 +152,15 @@ class Dialogs:
         if not text:
             return Parsed("unknown")
         timezone = await self.timezone(turn)
+        delivery = await self.talked_about(turn)
         try:
+            # "at 3pm" is on the delivery's day, not today
             understood = self._understand(
-                text[:1000], locale=turn.speaker.locale, now=turn.now, timezone=timezone
+                text[:1000],
+                locale=turn.speaker.locale,
+                now=turn.now,
+                timezone=timezone,
+                default_day=delivery.day if delivery is not None else None,
             )
         except Exception as exc:  # a reader bug must not leave the recipient without an answer
             log.error("understanding_failed", conversation_id=turn.conversation.id, error=type(exc).__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from bot.understanding import intents, when
@@ -29,11 +29,14 @@ MAX_INSTRUCTIONS = 500
 MAX_READ = 320
 
 
-def understand(text: str, *, locale: str, now: datetime, timezone: str) -> Understanding:
+def understand(
+    text: str, *, locale: str, now: datetime, timezone: str, default_day: date | None = None
+) -> Understanding:
     """What a recipient's message asks for, relative to `now` in `timezone`.
 
     `locale` is the recipient's profile language: it decides how dates are read when the message
     itself gives no clue of its language. `now` may be naive (then it is local time in `timezone`).
+    `default_day`, the day of the delivery talked about, is the day of a time said without one.
     """
     zone = ZoneInfo(timezone)
     local_now = now.replace(tzinfo=zone) if now.tzinfo is None else now.astimezone(zone)
@@ -52,7 +55,9 @@ def understand(text: str, *, locale: str, now: datetime, timezone: str) -> Under
     option = intents.find_option(message.canonical)
     timed_text = COURTESY.sub(" ", message.canonical)
     reading_language = language or LOCALE_LANGUAGE.get(locale, LOCALE_LANGUAGE.get(locale.split("_")[0]))
-    start, end = when.read_window(timed_text, now=local_now, timezone=timezone, language=reading_language)
+    start, end = when.read_window(
+        timed_text, now=local_now, timezone=timezone, language=reading_language, default_day=default_day
+    )
     has_window = start is not None or end is not None
     scores = intents.score(message.canonical)
 

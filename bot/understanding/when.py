@@ -520,9 +520,13 @@ def spell_clock(canonical: str) -> str:
 
 
 def read_window(
-    canonical: str, *, now: datetime, timezone: str, language: str | None
+    canonical: str, *, now: datetime, timezone: str, language: str | None, default_day: date | None = None
 ) -> tuple[datetime | None, datetime | None]:
-    """The (start, end) a message asks for, aware in `timezone`; (None, None) without time words."""
+    """The (start, end) a message asks for, aware in `timezone`; (None, None) without time words.
+
+    A time without a day ("at 3pm") is on `default_day` (the day of the delivery talked about) when
+    that is today or later, else today, or tomorrow once the time has passed.
+    """
     canonical = spell_clock(canonical)
     zone = ZoneInfo(timezone)
     local_now = now.astimezone(zone)
@@ -560,10 +564,12 @@ def read_window(
             merged.end = reading.end
     if merged.day is None and merged.has_time and merged.context_day is not None:
         merged.day = merged.context_day
-    return _resolve(merged, local_now, zone)
+    return _resolve(merged, local_now, zone, default_day)
 
 
-def _resolve(reading: Reading, now: datetime, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+def _resolve(
+    reading: Reading, now: datetime, zone: ZoneInfo, default_day: date | None = None
+) -> tuple[datetime | None, datetime | None]:
     if reading.day is None and not reading.has_time:
         return None, None
     start, end = reading.start, reading.end
@@ -576,6 +582,8 @@ def _resolve(reading: Reading, now: datetime, zone: ZoneInfo) -> tuple[datetime 
         elif end is not None and start is None:
             start = part_start if part_start < end else None
     day = reading.day
+    if day is None and default_day is not None and default_day >= now.date():
+        day = default_day
     if day is None:
         day = now.date()
         first = start if start is not None else end
