@@ -151,6 +151,8 @@ async def status(turn: Turn, delivery: Delivery) -> None:
         text = turn._("Your parcel %(tracking)s is planned for %(window)s.", tracking=tracking, window=window)
     else:
         text = turn._("Your parcel %(tracking)s is waiting for a delivery time.", tracking=tracking)
+    if delivery.instructions.strip():
+        text += " " + turn._('Your note for the driver: "%(note)s".', note=delivery.instructions.strip())
     if delivery.white_glove_start and delivery.white_glove_end:
         text += " " + turn._(
             "In-home setup: %(window)s.",
@@ -608,8 +610,15 @@ async def instructions(turn: Turn, delivery: Delivery, note: str | None) -> None
         )
         return
     set_pending(turn, "instructions", delivery, note=note)
+    current = delivery.instructions.strip()
     turn.say(
-        turn._('Add this note for the driver: "%(note)s"? Reply YES or NO', note=note),
+        turn._(
+            'Replace your note for the driver "%(old)s" with "%(note)s"? Reply YES or NO',
+            old=current,
+            note=note,
+        )
+        if current and current != note  # the driver sees one note: say what this one replaces
+        else turn._('Add this note for the driver: "%(note)s"? Reply YES or NO', note=note),
         yes_no(turn),
         kind="instructions.confirm",
     )
