@@ -425,20 +425,23 @@ SATURDAY_2PM = datetime(2026, 12, 5, 14, tzinfo=ZoneInfo("America/Toronto"))
 FRIDAY_5PM = datetime(2026, 12, 4, 17, tzinfo=ZoneInfo("America/Toronto"))
 
 
+async def asked_for_friday_evening(ctx, tenant) -> Chat:
+    """Ada asked for Friday evening and was offered the times that evening."""
+    await load_small_plan(ctx, tenant.retailer_id)
+    evening = understood(
+        Intent.reschedule, language="en", window_start=FRIDAY_5PM, window_end=FRIDAY_5PM + timedelta(hours=4)
+    )
+    understanding = ScriptedUnderstanding({"friday evening": evening, "yes": understood(Intent.yes)})
+    chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+    await chat.say("friday evening")
+    return chat
+
+
 class TestYesToAChoice:
     """ "Yes" answers a YES/NO question; said to a list of times it must not lose the list."""
 
     async def test_yes_to_several_times_asks_which_one_with_the_same_times(self, ctx, acme):
-        await load_small_plan(ctx, acme.retailer_id)
-        evening = understood(
-            Intent.reschedule,
-            language="en",
-            window_start=FRIDAY_5PM,
-            window_end=FRIDAY_5PM + timedelta(hours=4),
-        )
-        understanding = ScriptedUnderstanding({"friday evening": evening, "yes": understood(Intent.yes)})
-        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
-        await chat.say("friday evening")
+        chat = await asked_for_friday_evening(ctx, acme)
         offered = chat.payloads()
         assert len(offered) >= 2 and all(p.startswith("win:") for p in offered)
         assert f"number from 1 to {len(offered)}" in await chat.say("yes")
@@ -446,16 +449,7 @@ class TestYesToAChoice:
         assert "Move your delivery to Fri Dec 4, 6:00-8:00 PM?" in await chat.say(str(len(offered)))
 
     async def test_yes_to_the_only_time_offered_asks_to_confirm_that_time(self, ctx, acme):
-        await load_small_plan(ctx, acme.retailer_id)
-        evening = understood(
-            Intent.reschedule,
-            language="en",
-            window_start=FRIDAY_5PM,
-            window_end=FRIDAY_5PM + timedelta(hours=4),
-        )
-        understanding = ScriptedUnderstanding({"friday evening": evening, "yes": understood(Intent.yes)})
-        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
-        await chat.say("friday evening")
+        chat = await asked_for_friday_evening(ctx, acme)
         last = chat.last[0].options[-1]
         async with ctx.uow() as uow:  # of the times offered, only the last one is left on offer
             conversation = (await uow.session.exec(select(Conversation))).one()
