@@ -151,8 +151,8 @@ class Dialogs:
         text = message.text.strip()
         if not text:
             return Parsed("unknown")
-        timezone = await self.timezone(turn)
         delivery = await self.talked_about(turn)
+        timezone = delivery.timezone if delivery is not None else await self.timezone(turn)
         try:
             # "at 3pm" is on the delivery's day, not today
             understood = self._understand(
