@@ -246,15 +246,24 @@ async def measure_server(process: AppProcess, seconds: float, processes: int, of
 
 
 def worker_pids(process: AppProcess) -> list[int]:
-    """The serving processes: uvicorn's workers when there are several (the master only supervises)."""
+    """The serving processes: uvicorn's workers when there are several (the master only supervises,
+    and multiprocessing's resource tracker, its other child, serves nothing)."""
     assert process.process is not None
     pid = process.process.pid
     if process.workers == 1:
         return [pid]
     try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()] or [pid]
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return [pid]
+    return [child for child in children if not _is_resource_tracker(child)] or [pid]
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def rss_mb(pid: int) -> float:
