@@ -549,6 +549,34 @@ async def _reserve_pool_place(
     return bool(result.rowcount == 1)
 
 
+async def _move_pool_place(
+    session: AsyncSession,
+    retailer: Retailer,
+    delivery: Delivery,
+    start: datetime,
+    end: datetime,
+    capacity: int,
+) -> bool:
+    """Take a place in the slot at `start` and give back the one the delivery holds, if any.
+
+    The two slot rows are written in time order: two deliveries swapping slots (one from 10:00 to
+    14:00, the other from 14:00 to 10:00) would otherwise each lock one row and wait for the other
+    until PostgreSQL breaks the deadlock by failing one of them.
+    """
+    held = (
+        delivery.window_start
+        if delivery.status == DeliveryStatus.pooled and delivery.plan_id is None
+        else None
+    )
+    if held is not None and held.astimezone(UTC) < start.astimezone(UTC):
+        await _release_pool_place(session, delivery)
+        return await _reserve_pool_place(session, retailer, start, end, capacity)
+    if not await _reserve_pool_place(session, retailer, start, end, capacity):
+        return False
+    await _release_pool_place(session, delivery)
+    return True
+
+
 @dataclass
 class _Moved:
     delivery: Delivery
@@ -663,13 +691,14 @@ async def _move(
         tz = ZoneInfo(fresh.timezone)
         if (start, end) not in _pool_slots(retailer, day, tz):
             raise await refuse("that day is not planned yet: choose one of the retailer's slots")
-        if not await _reserve_pool_place(
-            session, retailer, start, end, slot_capacity(retailer, start.astimezone(tz))
+        if not await _move_pool_place(
+            session, retailer, fresh, start, end, slot_capacity(retailer, start.astimezone(tz))
         ):
             raise await refuse("that slot is full")
+    else:
+        await _release_pool_place(session, fresh)
 
     changed: dict[int, dict[int, RouteState]] = {}
-    await _release_pool_place(session, fresh)
     await _take_off_route(uow, locked, changed)
     stop = locked.stop
     vehicle_id: int | None = None

@@ -88,6 +88,39 @@ class TestTheLastPlace:
             slot = (await uow.session.exec(select(SlotCapacity))).one()
         assert slot.taken == 1
 
+    async def test_two_deliveries_swapping_pool_slots_both_move(self, client, acme, ctx):
+        """Each takes its new slot and frees its old one: in time order, so they never deadlock."""
+        await import_plan(client, acme, small_plan())
+        for tracking, hour in (("T001", 10), ("T002", 14)):
+            moved = await client.post(
+                f"/api/v1/deliveries/{tracking}/reschedule",
+                json={"window": window(NEXT_DAY, hour)},
+                headers=acme.headers,
+            )
+            assert moved.status_code == 200 and moved.json()["status"] == "pooled", moved.text
+        for _ in range(3):  # swap, then swap back, then again: every ordering of the two chances
+            codes, responses = await race(
+                client,
+                acme,
+                [
+                    ("/api/v1/deliveries/T001/reschedule", {"window": window(NEXT_DAY, 14)}),
+                    ("/api/v1/deliveries/T002/reschedule", {"window": window(NEXT_DAY, 10)}),
+                ],
+            )
+            assert codes == [200, 200], [r.text for r in responses]
+            codes, responses = await race(
+                client,
+                acme,
+                [
+                    ("/api/v1/deliveries/T001/reschedule", {"window": window(NEXT_DAY, 10)}),
+                    ("/api/v1/deliveries/T002/reschedule", {"window": window(NEXT_DAY, 14)}),
+                ],
+            )
+            assert codes == [200, 200], [r.text for r in responses]
+        async with ctx.uow() as uow:
+            slots = (await uow.session.exec(select(SlotCapacity))).all()
+        assert sorted(s.taken for s in slots) == [1, 1]
+
     async def test_the_last_place_at_a_pickup_point_goes_to_exactly_one(self, client, acme, ctx):
         plan = small_plan()
         plan["pickup_points"][0]["capacity"] = 1
