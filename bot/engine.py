@@ -10,6 +10,7 @@ with an idempotency key derived from the inbound message. Events go out after th
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -424,12 +425,27 @@ class ConversationEngine:
             return conversation.id or 0
 
 
+def freeze_start_up_heap(_warming: Any = None) -> None:
+    """Move everything alive now out of the garbage collector's sight (`gc.freeze`).
+
+    Once warmed, a process holds ~200,000 container objects built at start (the understanding's
+    word lists and parsers, the models, the routes) that live as long as it does; every full
+    collection walked them all, stalling the event loop for 80-120 ms under load. Frozen, they are
+    never walked again; what is created afterwards is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("start_up_heap_frozen", objects=gc.get_freeze_count())
+
+
 async def start_engine(_app: Any, ctx: AppContext) -> Callable[[], Awaitable[None]]:
     """The app's starter: one engine per process in ctx.components["engine"], its parsers warmed."""
     engine = ConversationEngine(ctx)
     ctx.components["engine"] = engine
     # warm in a thread: the first recipient need not wait for the parsers, nor the start for them
     warming = asyncio.create_task(asyncio.to_thread(engine.warm_up), name="understanding-warm-up")
+    if ctx.settings.environment == "production":  # tests build many apps in one process: not there
+        warming.add_done_callback(freeze_start_up_heap)
 
     async def stop() -> None:
         try:
