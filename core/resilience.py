@@ -63,6 +63,19 @@ def is_bad_value(exc: BaseException) -> bool:
     return False
 
 
+# SQLSTATE codes PostgreSQL fails a transaction with to resolve a conflict with another one: running
+# it again is the documented remedy (deadlock_detected, serialization_failure).
+_CONFLICT_SQLSTATES = {"40P01", "40001"}
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """PostgreSQL failed this transaction to break a deadlock or a serialization conflict."""
+    return any(
+        (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) in _CONFLICT_SQLSTATES
+        for cause in _causes(exc)
+    )
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """Whether an exception means "the database is not reachable now", not a bug in a query."""
     if isinstance(exc, sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError):
@@ -88,6 +101,14 @@ def install_outage_handlers(app: FastAPI) -> None:
         if is_bad_value(exc):
             # a number or text the column cannot hold (an id of 30 digits): the client's mistake
             return JSONResponse(status_code=422, content={"detail": "a value is out of range"})
+        if is_transient_conflict(exc):
+            # PostgreSQL failed this request's transaction to let a concurrent one through: retryable
+            log.warning("database_conflict", path=request.url.path)
+            return JSONResponse(
+                status_code=503,
+                content={"detail": "the change met another one made at the same moment, try again"},
+                headers={"Retry-After": "1"},
+            )
         if not is_database_outage(exc):
             raise exc
         log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)

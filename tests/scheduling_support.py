@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from httpx import AsyncClient
 from sqlmodel import select
@@ -135,3 +137,36 @@ def slow_writes(monkeypatch):
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(service, "write_routes", slow)
+
+
+async def deadlocked(ctx: Any, held: datetime, then: datetime, change: Awaitable[Any]) -> Any:
+    """Run `change` into a real PostgreSQL deadlock and return what it returns.
+
+    Another transaction holds the pool slot row starting at `held`; once the change waits for that
+    row, the other transaction asks for the row at `then`, which the change holds. The change waited
+    first, so PostgreSQL's deadlock check fails the change, and the other transaction commits.
+    """
+    other = await asyncpg.connect(
+        ctx.engine.url.render_as_string(hide_password=False).replace("+asyncpg", "")
+    )
+    lock_row = "UPDATE slotcapacity SET taken = taken WHERE slot_start = $1"
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    try:
+        hold = other.transaction()
+        await hold.start()
+        await other.execute(lock_row, held)
+        running = asyncio.ensure_future(change)
+        for _ in range(100):
+            if await other.fetchval(waiting):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the change never waited for the row held")
+        await other.execute(lock_row, then)
+        await hold.commit()
+        return await asyncio.wait_for(running, 30)
+    finally:
+        await other.close()

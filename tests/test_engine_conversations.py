@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 import structlog
 from sqlmodel import col, select
 from structlog.testing import capture_logs
@@ -33,11 +34,13 @@ from core.models import (
     OutboxMessage,
     Owner,
     Recipient,
+    SlotCapacity,
     User,
 )
 from core.sms import is_gsm7
 from tests.conftest import make_tenant
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
+from tests.scheduling_support import deadlocked
 
 ADA = "+14165550101"  # T001, English
 BEA = "+14165550102"  # T002, French
@@ -490,6 +493,43 @@ class TestPickupHours:
         chat.engine = ConversationEngine(ctx, clock=lambda: saturday, understand=understanding)
         text = await chat.say("where is it")
         assert "ready for pickup at Queen St Lockers" in text and text.endswith("Closed Sat Dec 5.")
+
+
+FRIDAY_10AM_UTC = datetime(2026, 12, 4, 15, tzinfo=UTC)  # 10:00 in Toronto: Ada's pool slot
+FRIDAY_2PM_UTC = datetime(2026, 12, 4, 19, tzinfo=UTC)  # 14:00: Carl's, where Ada asks to go
+
+
+class TestConflicts:
+    async def test_a_change_postgresql_fails_to_break_a_deadlock_is_run_again_and_confirmed(self, ctx, acme):
+        """A real deadlock: another transaction holds the 14:00 slot's row while Ada's YES runs, then
+        asks for the 10:00 row her change holds. PostgreSQL fails her change (it waited first); the
+        dialog rolls back and runs it again, and she gets her "Done!"."""
+        if ctx.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has one writer: no two transactions can deadlock")
+        await load_small_plan(ctx, acme.retailer_id)
+        zone = ZoneInfo("America/Toronto")
+        wishes = {
+            f"friday {start} to {start + 2}": understood(
+                Intent.reschedule,
+                language="en",
+                window_start=datetime(2026, 12, 4, start, tzinfo=zone),
+                window_end=datetime(2026, 12, 4, start + 2, tzinfo=zone),
+            )
+            for start in (10, 14)
+        }
+        understanding = ScriptedUnderstanding({**wishes, "yes": understood(Intent.yes)})
+        engine = engine_for(ctx, understanding)
+        ada, carl = Chat(engine, Channel.sms, ADA), Chat(engine, Channel.sms, "+14165550103")
+        for chat, wish in ((ada, "friday 10 to 12"), (carl, "friday 14 to 16")):
+            assert "Reply YES or NO" in await chat.say(wish)
+            assert "Done!" in await chat.say("yes")  # Friday has no plan: both wait in its pool
+        assert "Reply YES or NO" in await ada.say("friday 14 to 16")
+
+        assert "Done!" in await deadlocked(ctx, FRIDAY_2PM_UTC, FRIDAY_10AM_UTC, ada.say("yes"))
+        t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
+        assert t001.window_start == FRIDAY_2PM_UTC
+        taken = {s.slot_start.astimezone(UTC): s.taken for s in await rows(ctx, SlotCapacity)}
+        assert taken[FRIDAY_10AM_UTC] == 0 and taken[FRIDAY_2PM_UTC] == 2
 
 
 class TestRefusedChanges:

@@ -11,7 +11,15 @@ from sqlmodel import func, select
 from core.models import PickupReservation, SlotCapacity, Stop
 from tests.conftest import make_tenant
 from tests.plans import DAY, DEPOT, job, small_plan
-from tests.scheduling_support import NOW, import_plan, slow_writes, violations, window  # noqa: F401
+from tests.scheduling_support import (  # noqa: F401
+    NOW,
+    deadlocked,
+    import_plan,
+    local,
+    slow_writes,
+    violations,
+    window,
+)
 
 PLAN_DAY = date.fromisoformat(DAY)
 # Every race here runs with check and commit far apart (see scheduling_support.slow_writes).
@@ -120,6 +128,38 @@ class TestTheLastPlace:
         async with ctx.uow() as uow:
             slots = (await uow.session.exec(select(SlotCapacity))).all()
         assert sorted(s.taken for s in slots) == [1, 1]
+
+    async def test_a_change_postgresql_fails_to_break_a_deadlock_gets_503_and_retry_after(
+        self, client, acme, ctx
+    ):
+        """Another transaction holds the 14:00 slot's row, then asks for the 10:00 row this change holds:
+        PostgreSQL fails the change (it waited first); the client is told to try again, and can."""
+        if ctx.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has one writer: no two transactions can deadlock")
+        await import_plan(client, acme, small_plan())
+        for tracking, hour in (("T001", 10), ("T002", 14)):
+            moved = await client.post(
+                f"/api/v1/deliveries/{tracking}/reschedule",
+                json={"window": window(NEXT_DAY, hour)},
+                headers=acme.headers,
+            )
+            assert moved.status_code == 200, moved.text
+        refused = await deadlocked(
+            ctx,
+            local(NEXT_DAY, 14),
+            local(NEXT_DAY, 10),
+            client.post(
+                "/api/v1/deliveries/T001/reschedule",
+                json={"window": window(NEXT_DAY, 14)},
+                headers=acme.headers,
+            ),
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "1" and "try again" in refused.json()["detail"]
+        again = await client.post(
+            "/api/v1/deliveries/T001/reschedule", json={"window": window(NEXT_DAY, 14)}, headers=acme.headers
+        )
+        assert again.status_code == 200, again.text
 
     async def test_the_last_place_at_a_pickup_point_goes_to_exactly_one(self, client, acme, ctx):
         plan = small_plan()

@@ -6,15 +6,19 @@ slots come from its offers, and the "Done" reply repeats what it committed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from bot.dialogs.turn import Parsed, Turn
 from bot.identity import CHANGEABLE_STATUSES
+from core.logging import get_logger
 from core.models import Delivery, DeliveryStatus, PickupPoint, Stop
+from core.resilience import is_transient_conflict
 from scheduling import service
 from scheduling.service import (
     DAY_KEYS,
@@ -28,11 +32,36 @@ from scheduling.service import (
     WindowUnavailable,
 )
 
+log = get_logger("doorstep.bot.changes")
+T = TypeVar("T")
+
 OFFERS_SHOWN = 3
+CONFLICT_RETRIES = 2  # a change failed by PostgreSQL to break a deadlock is run again this many times
 OFFER_DAYS = 3  # days of offers when no day is asked for
 PICKUP_POINTS_SHOWN = 3
 PENDING_TTL = timedelta(hours=1)
 INSTRUCTIONS_LIMIT = 300
+
+
+# --- changes --------------------------------------------------------------------------------------
+
+
+async def retried(turn: Turn, delivery: Delivery, change: Callable[[], Awaitable[T]]) -> T:
+    """Run a change of the scheduling service, again (up to twice) when it met another at the same
+    moment and PostgreSQL failed it to break a deadlock or a serialization conflict.
+
+    The turn's checkpoint has stored the message by then, so a retried webhook would be a duplicate:
+    without this the recipient's YES would go unanswered and the change unmade.
+    """
+    for attempt in range(1, CONFLICT_RETRIES + 2):
+        try:
+            return await change()
+        except DBAPIError as error:
+            if attempt > CONFLICT_RETRIES or not is_transient_conflict(error):
+                raise
+            log.warning("change_retried_after_conflict", delivery_id=delivery.id, attempt=attempt)
+            await turn.recover([delivery])
+    raise AssertionError("the loop returns or raises")
 
 
 # --- menus and small replies ---------------------------------------------------------------------
@@ -349,7 +378,11 @@ async def confirm_window(turn: Turn, delivery: Delivery, start: datetime, end: d
 async def commit_reschedule(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
     await turn.checkpoint()
     try:
-        result = await service.reschedule_delivery(turn.uow, delivery, start, end, turn.actor, now=turn.now)
+        result = await retried(
+            turn,
+            delivery,
+            lambda: service.reschedule_delivery(turn.uow, delivery, start, end, turn.actor, now=turn.now),
+        )
     except WindowUnavailable as error:
         await turn.recover([delivery])
         alternatives = [o for o in error.alternatives if not is_current(delivery, o)]
@@ -457,7 +490,11 @@ async def commit_pickup(turn: Turn, delivery: Delivery, pending: dict[str, Any])
     await turn.checkpoint()
     point_id = int(pending["point_id"])
     try:
-        await service.redirect_to_pickup(turn.uow, delivery, point_id, turn.actor, now=turn.now)
+        await retried(
+            turn,
+            delivery,
+            lambda: service.redirect_to_pickup(turn.uow, delivery, point_id, turn.actor, now=turn.now),
+        )
     except (PickupPointFull, PickupPointUnavailable):
         await turn.recover([delivery])
         await redirect(
@@ -554,7 +591,11 @@ async def confirm_white_glove(turn: Turn, delivery: Delivery, start: datetime, e
 async def commit_white_glove(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
     await turn.checkpoint()
     try:
-        result = await service.book_white_glove(turn.uow, delivery, start, end, turn.actor, now=turn.now)
+        result = await retried(
+            turn,
+            delivery,
+            lambda: service.book_white_glove(turn.uow, delivery, start, end, turn.actor, now=turn.now),
+        )
     except SlotUnavailable as error:
         await turn.recover([delivery])
         if not error.alternatives:
@@ -627,7 +668,7 @@ async def instructions(turn: Turn, delivery: Delivery, note: str | None) -> None
 async def commit_instructions(turn: Turn, delivery: Delivery, note: str) -> None:
     await turn.checkpoint()
     try:
-        await service.set_instructions(turn.uow, delivery, note, turn.actor)
+        await retried(turn, delivery, lambda: service.set_instructions(turn.uow, delivery, note, turn.actor))
     except SchedulingError as error:
         await turn.recover([delivery])
         await scheduling_failed(turn, error)
