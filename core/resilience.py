@@ -6,6 +6,10 @@ and `Retry-After: 2`; providers retry webhooks that did not get a 2xx. The pool 
 that sat idle before handing them out, and a disconnect on a busy one makes SQLAlchemy replace the
 pool's connections (`core.db.ping_when_idle`), so once the server is back the next requests get fresh
 connections and the process recovers without a restart.
+
+A transaction PostgreSQL fails to break a deadlock or a serialization conflict with another one
+(SQLSTATE 40P01, 40001) is retryable: the API answers 503 with `Retry-After: 1`, and the dialogs run
+their change again (`bot.dialogs.changes.retried`).
 """
 
 from __future__ import annotations
