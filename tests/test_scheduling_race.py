@@ -60,6 +60,18 @@ async def race(client, tenant, requests):
     return sorted(r.status_code for r in responses), responses
 
 
+async def pooled_at_10_and_14(client, tenant) -> None:
+    """T001 and T002 moved to the next day, which has no plan: they wait in its pool, at 10:00 and 14:00."""
+    await import_plan(client, tenant, small_plan())
+    for tracking, hour in (("T001", 10), ("T002", 14)):
+        moved = await client.post(
+            f"/api/v1/deliveries/{tracking}/reschedule",
+            json={"window": window(NEXT_DAY, hour)},
+            headers=tenant.headers,
+        )
+        assert moved.status_code == 200 and moved.json()["status"] == "pooled", moved.text
+
+
 class TestTheLastPlace:
     async def test_the_last_place_on_a_route_goes_to_exactly_one_of_two_recipients(self, client, acme, ctx):
         await import_plan(client, acme, one_van_day(DAY, "A", jobs=1, capacity=2))
@@ -98,14 +110,7 @@ class TestTheLastPlace:
 
     async def test_two_deliveries_swapping_pool_slots_both_move(self, client, acme, ctx):
         """Each takes its new slot and frees its old one: in time order, so they never deadlock."""
-        await import_plan(client, acme, small_plan())
-        for tracking, hour in (("T001", 10), ("T002", 14)):
-            moved = await client.post(
-                f"/api/v1/deliveries/{tracking}/reschedule",
-                json={"window": window(NEXT_DAY, hour)},
-                headers=acme.headers,
-            )
-            assert moved.status_code == 200 and moved.json()["status"] == "pooled", moved.text
+        await pooled_at_10_and_14(client, acme)
         for _ in range(3):  # swap, then swap back, then again: every ordering of the two chances
             codes, responses = await race(
                 client,
@@ -136,14 +141,7 @@ class TestTheLastPlace:
         PostgreSQL fails the change (it waited first); the client is told to try again, and can."""
         if ctx.engine.dialect.name != "postgresql":
             pytest.skip("SQLite has one writer: no two transactions can deadlock")
-        await import_plan(client, acme, small_plan())
-        for tracking, hour in (("T001", 10), ("T002", 14)):
-            moved = await client.post(
-                f"/api/v1/deliveries/{tracking}/reschedule",
-                json={"window": window(NEXT_DAY, hour)},
-                headers=acme.headers,
-            )
-            assert moved.status_code == 200, moved.text
+        await pooled_at_10_and_14(client, acme)
         refused = await deadlocked(
             ctx,
             local(NEXT_DAY, 14),
