@@ -301,7 +301,15 @@ class TestConversationMoves:
 
     @pytest.mark.parametrize(
         ("text", "locale"),
-        [("any", "en"), ("whichever one!", "en"), ("n'importe lequel", "fr_CA"), ("cualquiera", "es")],
+        [
+            ("any", "en"),
+            ("whichever one!", "en"),
+            ("n'importe lequel", "fr_CA"),
+            ("n'importe", "fr_CA"),
+            ("ça m'est égal", "fr_CA"),
+            ("cualquiera", "es"),
+            ("me da igual", "es"),
+        ],
     )
     def test_any_of_them_alone_is_the_first_choice(self, text, locale):
         result = read(text, locale)

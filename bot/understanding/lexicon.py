@@ -362,8 +362,9 @@ def _w(pattern: str) -> str:
 ANY_OPTION = (
     r"any|any one|anyone|any of them|anytime|any time|whichever|whichever one|either|either one"
     # "n'importe" reaches here as "and importe" (the shorthand "n" is "and")
-    r"|doesn t matter|does not matter|(?:n|and) importe (?:lequel|laquelle|quand)|peu importe"
-    r"|cualquiera|cualquier (?:uno|una|hora)|me da igual|da igual"
+    r"|doesn t matter|does not matter|no preference|(?:n|and) importe(?: lequel| laquelle| quand)?"
+    r"|peu importe|ca m est egal|pas de preference"
+    r"|cualquiera|cualquier (?:uno|una|hora)|me da igual|da igual|sin preferencia|no tengo preferencia"
 )
 
 
