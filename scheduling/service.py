@@ -501,19 +501,23 @@ def _check_window(delivery: Delivery, start: datetime, end: datetime) -> date:
     return day
 
 
+def _held_pool_slot(delivery: Delivery) -> datetime | None:
+    """The start of the pool slot a delivery holds a place in; None when it is not in a day's pool."""
+    if delivery.status != DeliveryStatus.pooled or delivery.plan_id is not None:
+        return None
+    return delivery.window_start
+
+
 async def _release_pool_place(session: AsyncSession, delivery: Delivery) -> None:
     """A delivery leaving a day's pool gives its slot place back."""
-    if (
-        delivery.status != DeliveryStatus.pooled
-        or delivery.plan_id is not None
-        or delivery.window_start is None
-    ):
+    held = _held_pool_slot(delivery)
+    if held is None:
         return
     await session.exec(
         update(SlotCapacity)
         .where(
             col(SlotCapacity.retailer_id) == delivery.retailer_id,
-            col(SlotCapacity.slot_start) == delivery.window_start.astimezone(UTC),
+            col(SlotCapacity.slot_start) == held.astimezone(UTC),
             col(SlotCapacity.taken) > 0,
         )
         .values(taken=col(SlotCapacity.taken) - 1)
@@ -563,11 +567,7 @@ async def _move_pool_place(
     14:00, the other from 14:00 to 10:00) would otherwise each lock one row and wait for the other
     until PostgreSQL breaks the deadlock by failing one of them.
     """
-    held = (
-        delivery.window_start
-        if delivery.status == DeliveryStatus.pooled and delivery.plan_id is None
-        else None
-    )
+    held = _held_pool_slot(delivery)
     if held is not None and held.astimezone(UTC) < start.astimezone(UTC):
         await _release_pool_place(session, delivery)
         return await _reserve_pool_place(session, retailer, start, end, capacity)
