@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from bot.understanding.lexicon import (
-    ANY_OPTION,
+    ANY_OPTION_ALONE,
     COURTESY_TIME_PHRASES,
     HELP_WORDS,
     INTENT_CUES,
@@ -176,7 +176,7 @@ def loose_intent(canonical: str) -> Intent | None:
     return Intent(ranked[0][0])
 
 
-ANY = re.compile(WORD_PATTERN(r"^ *(?:" + ANY_OPTION + r")(?: [!.,]+)? *$"))
+ANY = re.compile(WORD_PATTERN(ANY_OPTION_ALONE))
 
 
 def find_option(canonical: str) -> int | None:

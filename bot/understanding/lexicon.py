@@ -366,6 +366,8 @@ ANY_OPTION = (
     r"|peu importe|ca m est egal|pas de preference"
     r"|cualquiera|cualquier (?:uno|una|hora)|me da igual|da igual|sin preferencia|no tengo preferencia"
 )
+# ... said as the whole message (a question with "any" in it is no choice)
+ANY_OPTION_ALONE = r"^ *(?:" + ANY_OPTION + r")(?: [!.,]+)? *$"
 
 
 # Intent cues: (intent, weight, pattern). Scores add up; the highest wins (ties go to the earlier intent
@@ -680,7 +682,7 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         r"uno|una)",
     ),
     # "any of them", said alone to a list of choices: the first one (it is then confirmed as usual)
-    ("choose_option", 4, r"^ *(?:" + ANY_OPTION + r")(?: [!.,]+)? *$"),
+    ("choose_option", 4, ANY_OPTION_ALONE),
     # language
     (
         "change_language",
