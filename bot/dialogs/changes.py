@@ -7,7 +7,7 @@ slots come from its offers, and the "Done" reply repeats what it committed.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -195,13 +195,12 @@ def pickup_hours(turn: Turn, delivery: Delivery, point: PickupPoint) -> str:
     zone = ZoneInfo(delivery.timezone)
     today = turn.now.astimezone(zone).date()
     day = max(delivery.day, today)
-    noon = datetime.combine(day, time(12), tzinfo=zone)
     spans = point.opening_hours.get(DAY_KEYS[day.weekday()], [])
     if not spans:
-        return turn._("Closed %(day)s.", day=turn.speaker.day(noon, delivery.timezone))
+        return turn._("Closed %(day)s.", day=turn.speaker.day(day, delivery.timezone))
     return turn._(
         "Open %(day)s: %(hours)s.",
-        day=turn.speaker.day(noon, delivery.timezone),
+        day=turn.speaker.day(day, delivery.timezone),
         hours=turn.speaker.opening_hours(spans, day, delivery.timezone),
     )
 
