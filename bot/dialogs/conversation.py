@@ -136,8 +136,9 @@ class Dialogs:
                 return known
         return await turn.uow.session.get(Delivery, turn.conversation.delivery_id)
 
-    async def timezone(self, turn: Turn) -> str:
-        delivery = await self.talked_about(turn)
+    @staticmethod
+    def timezone(turn: Turn, delivery: Delivery | None) -> str:
+        """The time zone of the delivery talked about, else of the sender's retailer."""
         if delivery is not None:
             return delivery.timezone
         for retailer in turn.retailers.values():
@@ -152,7 +153,7 @@ class Dialogs:
         if not text:
             return Parsed("unknown")
         delivery = await self.talked_about(turn)
-        timezone = delivery.timezone if delivery is not None else await self.timezone(turn)
+        timezone = self.timezone(turn, delivery)
         try:
             # "at 3pm" is on the delivery's day, not today
             understood = self._understand(
