@@ -28,22 +28,19 @@ RETRY_AFTER_SECONDS = 2
 # SQLSTATE codes of an unreachable or restarting server: class 08 (connection exception),
 # admin/crash shutdown, "cannot connect now" (starting up or in recovery), too many connections.
 _OUTAGE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+# asyncpg's errors for a connection that is gone, known by name (asyncpg is not imported here)
+_CONNECTION_ERRORS = {"ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError"}
 
 
 def _outage_cause(exc: BaseException) -> bool:
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 8:
-        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+    for cause in _causes(exc):
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _OUTAGE_SQLSTATES):
             return True
-        if isinstance(current, OSError | asyncio.TimeoutError):
+        if isinstance(cause, OSError | asyncio.TimeoutError):
             return True
-        name = type(current).__name__
-        if name in {"ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError"}:
+        if type(cause).__name__ in _CONNECTION_ERRORS:
             return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
-        seen += 1
     return False
 
 
