@@ -31,7 +31,7 @@ from core.config import Settings
 from core.context import AppContext
 from core.db import make_engine, make_sessionmaker, migrate
 from core.logging import configure_logging, get_logger
-from core.models import OutboxMessage, OutboxStatus
+from core.models import KeptEvent, OutboxMessage, OutboxStatus
 from core.observability import EdgeMiddleware, Metrics
 from core.redis import COMPONENT as REDIS_COMPONENT
 from core.redis import SharedRedis
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def prometheus_metrics(request: Request) -> Response:
-        """Prometheus metrics of this process (webhooks, replies, notifications, sends, queue depth)."""
+        """Prometheus metrics of this process (webhooks, replies, notifications, sends, queue depths)."""
         context: AppContext = request.app.state.ctx
         try:
             async with context.sessionmaker() as session:
@@ -106,13 +106,15 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
                     select(OutboxMessage.status, func.count()).group_by(col(OutboxMessage.status))
                 )
                 depth = dict(rows.all())
+                kept = (await session.exec(select(func.count()).select_from(KeptEvent))).one()
         except Exception as exc:
             if not is_database_outage(exc):
                 raise
             depth = None  # the database is down: still serve this process's metrics, depth as last seen
-        for status in (OutboxStatus.pending, OutboxStatus.sending):
-            if depth is not None:
+        if depth is not None:
+            for status in (OutboxStatus.pending, OutboxStatus.sending):
                 metrics.queue_depth.labels(status.value).set(depth.get(status, 0))
+            metrics.kept_events.set(kept)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
@@ -151,8 +153,13 @@ def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
 
 
 async def _with_context(settings: Settings, work: Callable[[AppContext], Any]) -> Any:
+    """Run a command's work; the plan changes it commits (`import-plan`, `demo`) plan their
+    notifications at once, as the server's would (the server's sweeper fires them when due)."""
+    from notifications.outreach import make_event_handler
+
     await asyncio.to_thread(migrate, settings.database_url)
     ctx = build_context(settings)
+    ctx.event_handlers.append(make_event_handler(ctx))
     try:
         return await work(ctx)
     finally:

@@ -34,7 +34,7 @@ class AppContext:
     components: dict[str, Any] = field(default_factory=dict)
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessionmaker, self.publish)
+        return UnitOfWork(self.sessionmaker, self.publish, self.clock)
 
     async def publish(self, events: list[Any]) -> None:
         if not events:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.config import ROOT, to_async_url, to_sync_url
+from core.events import EventsKept, keep
 from core.logging import get_logger
+from core.models import utcnow
 from core.resilience import is_database_outage
 
 MIGRATIONS = ROOT / "migrations"
@@ -132,9 +135,11 @@ class UnitOfWork:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         publish: Callable[[list[Any]], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._publish = publish
+        self._clock = clock
         self.session: AsyncSession
         self.events: list[Any] = []
 
@@ -171,8 +176,13 @@ class UnitOfWork:
         self.events.append(event_)
 
     async def commit(self) -> None:
+        """Commit, then publish the events; the durable ones are kept in this very transaction and
+        published with `EventsKept`, so their consumers can be handed them again after a crash."""
+        kept = await keep(self.session, self.events, self._clock()) if self.events else ()
         await self.session.commit()
         events, self.events = self.events, []
+        if kept:
+            events.append(EventsKept(kept))
         if self._publish is not None and events:
             await self._publish(events)
 

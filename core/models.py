@@ -313,6 +313,20 @@ class ChangeLog(SQLModel, table=True):
     webhook_next_at: datetime | None = None
 
 
+class KeptEvent(SQLModel, table=True):
+    """A domain event committed with the change that caused it, until its consumers have handled it.
+
+    Written in the change's own transaction and deleted in the transaction that plans its
+    notifications: a process that dies between the two, or a database that goes away then, leaves
+    the row for the sweeper to hand over again (core/events.py).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=48)
+    data: dict[str, Any] = json_column()
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
 # --- conversations -------------------------------------------------------------------------------
 
 

@@ -68,6 +68,11 @@ class Metrics:
         self.queue_depth = Gauge(
             "doorstep_outbox_queue_depth", "Outbox messages waiting", ["status"], registry=r
         )
+        self.kept_events = Gauge(
+            "doorstep_kept_events",
+            "Scheduling events committed whose notifications are not planned yet (the sweeper plans them)",
+            registry=r,
+        )
         self.scheduler_lag = Gauge(
             "doorstep_scheduler_lag_seconds", "How late the last timed job fired", registry=r
         )

@@ -21,12 +21,13 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_time
-from sqlalchemy import exists, insert, update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from core.consent import opted_out
 from core.context import AppContext
+from core.events import EventsKept, forget, kept_events
 from core.logging import get_logger
 from core.models import (
     Author,
@@ -77,6 +78,8 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 UPCOMING = {DeliveryStatus.scheduled, DeliveryStatus.out_for_delivery}
 # events whose message is about one precise window or slot: skipped if it changed since
 WINDOW_BOUND = {"window_assigned", "reschedule_confirmed"}
+# a scheduling event's kept row older than this was not handled after its commit: the sweeper replays it
+KEPT_EVENT_GRACE = timedelta(seconds=30)
 
 
 class NotificationScheduler(Protocol):
@@ -267,15 +270,34 @@ def plan_for(event: ev.Event, retailer: Retailer, delivery: Delivery, now: datet
         plan.cancel.append((d, set(EVENTS)))
 
 
-async def plan_for_events(ctx: AppContext, events: Iterable[Any]) -> list[int]:
-    """Create, move or cancel the notifications the events call for; returns the ids scheduled."""
+def superseded(event: ev.Event, delivery: Delivery) -> bool:
+    """Has the delivery changed since the event, so that planning it now would undo what a newer
+    event planned (a replayed reschedule moving the reminders back to the window it left)?"""
+    if isinstance(event, ev.WindowAssigned | ev.DeliveryRescheduled):
+        return (event.window_start, event.window_end) != (delivery.window_start, delivery.window_end)
+    if isinstance(event, ev.RedirectedToPickup):
+        return event.pickup_point_id != delivery.pickup_point_id
+    if isinstance(event, ev.WhiteGloveBooked):
+        return (event.slot_start, event.slot_end) != (delivery.white_glove_start, delivery.white_glove_end)
+    return False
+
+
+async def plan_for_events(
+    ctx: AppContext, events: Iterable[Any], *, kept: Sequence[int] = (), replayed: bool = False
+) -> list[int]:
+    """Create, move or cancel the notifications the events call for; returns the ids scheduled.
+
+    `kept` are the ids of the events' `KeptEvent` rows, deleted in the same transaction. A `replayed`
+    event (handed over again by the sweeper, a while after its commit) is planned only if the
+    delivery still is as it left it.
+    """
     relevant = [e for e in events if isinstance(e, ev.Event)]
-    if not relevant:
+    if not relevant and not kept:
         return []
     now = ctx.clock()
     for attempt in range(2):
         try:
-            scheduled, cancelled = await _apply(ctx, relevant, now)
+            scheduled, cancelled = await _apply(ctx, relevant, now, kept, replayed)
         except IntegrityError:
             if attempt:
                 raise
@@ -290,10 +312,11 @@ async def plan_for_events(ctx: AppContext, events: Iterable[Any]) -> list[int]:
 
 
 async def _apply(
-    ctx: AppContext, relevant: list[ev.Event], now: datetime
+    ctx: AppContext, relevant: list[ev.Event], now: datetime, kept: Sequence[int], replayed: bool
 ) -> tuple[list[tuple[int, datetime]], list[int]]:
     async with ctx.uow() as uow:
         session = uow.session
+        await forget(session, kept)
         delivery_ids = {e.delivery_id for e in relevant}
         deliveries = {
             d.id: d
@@ -311,6 +334,8 @@ async def _apply(
         for event in relevant:
             delivery = deliveries.get(event.delivery_id)
             if delivery is None or delivery.retailer_id != event.retailer_id:
+                continue
+            if replayed and superseded(event, delivery):
                 continue
             plan_for(event, retailers[delivery.retailer_id], delivery, now, plan)
         delivery_ids |= await _arriving_from_progress(session, relevant, deliveries, retailers, now, plan)
@@ -419,13 +444,36 @@ def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
 
 def make_event_handler(ctx: AppContext) -> Any:
     async def on_events(events: list[Any]) -> None:
+        kept = [i for e in events if isinstance(e, EventsKept) for i in e.ids]
         try:
-            await plan_for_events(ctx, events)
+            await plan_for_events(ctx, events, kept=kept)
         except Exception:
-            # a failure here must not undo the committed change; the sweeper cannot recreate it, so log loudly
-            log.exception("notifications_planning_failed", events=len(events))
+            # the change is committed and stays; its kept events wait for the sweeper (replay_kept_events)
+            log.exception("notifications_planning_failed", events=len(events), kept=len(kept))
 
     return on_events
+
+
+async def replay_kept_events(ctx: AppContext, *, batch: int = 1000) -> int:
+    """Plan the notifications of scheduling events committed more than `KEPT_EVENT_GRACE` ago and
+    never handled: the process died after the change's commit, the database went away before the
+    planning committed, or nothing listened (the command line's `import-plan` and `demo`). Returns
+    how many events were handed over."""
+    handled = 0
+    while True:
+        now = ctx.clock()
+        async with ctx.uow() as uow:
+            found, unreadable = await kept_events(uow.session, now - KEPT_EVENT_GRACE, batch)
+            if unreadable:
+                log.error("kept_events_unreadable", ids=unreadable)
+                await forget(uow.session, unreadable)
+                await uow.commit()
+        if found:
+            log.warning("kept_events_replayed", events=len(found))
+            await plan_for_events(ctx, [e for _, e in found], kept=[i for i, _ in found], replayed=True)
+        handled += len(found)
+        if len(found) + len(unreadable) < batch:
+            return handled
 
 
 # --- firing --------------------------------------------------------------------------------------
@@ -960,31 +1008,3 @@ def offered_state(state: dict[str, Any], options: list[dict[str, str]]) -> dict[
     dialog["options"] = options
     dialog["offers"] = {}
     return {**state, "dialog": dialog, "saved_at": time.time_ns()}
-
-
-async def backfill_window_notifications(ctx: AppContext, *, batch: int = 1000) -> int:
-    """Plan the notifications of upcoming deliveries that have none: plans imported while nothing
-    listened to events (the command line's `import-plan` and `demo`). Returns how many deliveries."""
-    handled = 0
-    while True:
-        now = ctx.clock()
-        async with ctx.uow() as uow:
-            owed = ~exists().where(col(Notification.delivery_id) == col(Delivery.id))
-            found = (
-                await uow.session.exec(
-                    select(Delivery.id, Delivery.retailer_id, Delivery.window_start, Delivery.window_end)
-                    .where(
-                        Delivery.status == DeliveryStatus.scheduled,
-                        col(Delivery.window_start).is_not(None),
-                        col(Delivery.window_end) > now,
-                        owed,
-                    )
-                    .limit(batch)
-                )
-            ).all()
-        events = [ev.WindowAssigned(r, d, s, e) for d, r, s, e in found if d and s and e]
-        if events:
-            await plan_for_events(ctx, events)
-        handled += len(events)
-        if len(found) < batch:
-            return handled

@@ -6,9 +6,11 @@ job again replaces it, so a moved window moves its job; a cancelled notification
 A restart finds the jobs in the store; a job that missed its time while the app was down runs at
 start (misfire grace below) and re-checks everything before sending.
 
-A sweeper job every `SWEEP_SECONDS` fires any due notification whose job was never added: those
-planned in a process that is not the leader (see core/leader.py), or while the scheduler was off.
-The Notification rows are the truth; the job store is how they fire on time.
+A sweeper job every `SWEEP_SECONDS` first plans the notifications of scheduling events committed
+but never handled (kept events, core/events.py: a process died after a change's commit), then fires
+any due notification whose job was never added: those planned in a process that is not the leader
+(see core/leader.py), or while the scheduler was off. The Notification rows are the truth; the job
+store is how they fire on time.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from core.context import AppContext
 from core.db import make_sync_engine
 from core.leader import Leadership
 from core.logging import get_logger
-from notifications.outreach import backfill_window_notifications, fire_notifications, make_event_handler
+from notifications.outreach import fire_notifications, make_event_handler, replay_kept_events
 
 log = get_logger("doorstep.notifications.scheduler")
 
@@ -85,12 +87,11 @@ async def fire_notification(notification_id: int) -> None:
 
 
 async def sweep_due_notifications() -> int:
-    """The sweeper job: plan what deliveries imported while nothing listened are owed (the command
-    line's `import-plan` and `demo`), then fire every due notification, in batches; returns how
-    many notifications were handled."""
+    """The sweeper job: plan what the scheduling events nobody handled call for, then fire every due
+    notification, in batches; returns how many notifications were handled."""
     ctx = _bound_context()
     with _tracked(SWEEP_JOB):
-        await backfill_window_notifications(ctx)
+        await replay_kept_events(ctx, batch=SWEEP_BATCH)
         handled = 0
         while True:
             summary = await fire_notifications(ctx, None, limit=SWEEP_BATCH)

@@ -1,4 +1,7 @@
-"""Domain events: past-tense facts the scheduling service records and publishes after commit."""
+"""Domain events: past-tense facts the scheduling service records and publishes after commit.
+
+Each is durable (core/events.py): kept in the change's transaction until the notifications it calls
+for are planned, so no crash between the two loses them."""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.events import DurableEvent
+
 
 @dataclass(frozen=True)
-class Event:
+class Event(DurableEvent):
     retailer_id: int
     delivery_id: int
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.models import KeptEvent
+
 
 class TestTheEdge:
     async def test_every_response_carries_a_request_id_and_keeps_a_given_one(self, client):
@@ -15,6 +17,13 @@ class TestTheEdge:
         body = (await client.get("/metrics")).text
         assert 'doorstep_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in body
         assert 'doorstep_outbox_queue_depth{status="pending"} 0.0' in body
+        assert "doorstep_kept_events 0.0" in body
+
+    async def test_metrics_count_the_scheduling_events_waiting_for_the_sweeper(self, client, ctx):
+        async with ctx.uow() as uow:
+            uow.session.add(KeptEvent(name="Arrived", data={"retailer_id": 1, "delivery_id": 2}))
+            await uow.commit()
+        assert "doorstep_kept_events 1.0" in (await client.get("/metrics")).text
 
     async def test_an_oversized_body_gets_413_before_it_is_read(self, client, acme):
         big = b"x" * (1_048_576 + 1)

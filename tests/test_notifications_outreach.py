@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
+from structlog.testing import capture_logs
 
+from app import build_context
 from bot.i18n import Speaker
 from core.consent import set_opt_out
+from core.events import DurableEvent, decode, encode
 from core.models import (
     Channel,
     Conversation,
     Delivery,
     DeliveryStatus,
+    KeptEvent,
     Notification,
     OutboxMessage,
     Recipient,
     Retailer,
 )
-from notifications.outreach import fire_notifications, make_event_handler
+from notifications.outreach import (
+    KEPT_EVENT_GRACE,
+    fire_notifications,
+    make_event_handler,
+    replay_kept_events,
+)
 from scheduling import events as ev
 from scheduling.plans import import_plan
 from tests.conftest import make_tenant
@@ -431,23 +441,134 @@ class TestArrivingFromRouteProgress:
         assert sorted(m.to_address for m in sent) == ["+14165550101", "+14165550102"]
 
 
-class TestBackfill:
-    async def test_a_plan_imported_while_nothing_listened_is_planned_at_start(self, ctx):
-        from notifications.outreach import backfill_window_notifications
+class TestKeptEvents:
+    """Scheduling events are kept in their change's transaction until their notifications are planned."""
 
-        ctx.clock = Clock(WEDNESDAY_10)
+    async def test_events_planned_after_their_commit_are_not_kept(self, ctx):
+        await setup(ctx)
+        assert len(await notes_of(ctx, "T001")) == 3
+        assert await rows(ctx, KeptEvent) == []
+
+    async def test_a_plan_whose_planning_never_ran_is_planned_by_the_sweeper(self, ctx):
+        clock = Clock(WEDNESDAY_10)
+        ctx.clock = clock
         tenant = await make_tenant(ctx, "acme")
-        async with ctx.uow() as uow:  # as the command line does: no event handler registered
+        async with ctx.uow() as uow:  # nothing listens: as if the process died right after the commit
             retailer = await uow.session.get(Retailer, tenant.retailer_id)
             await import_plan(uow, retailer, small_plan())
         assert await rows(ctx, Notification) == []
-        assert await backfill_window_notifications(ctx, batch=2) == 5
+        assert {k.name for k in await rows(ctx, KeptEvent)} == {"WindowAssigned"}
+        assert await replay_kept_events(ctx) == 0  # too fresh: its own process may still be at it
+        clock.now += KEPT_EVENT_GRACE + timedelta(seconds=1)
+        assert await replay_kept_events(ctx, batch=2) == 5
         assert set(await notes_of(ctx, "T001")) == {
             "window_assigned",
             "day_before_reminder",
             "out_for_delivery",
         }
-        assert await backfill_window_notifications(ctx) == 0
+        assert await rows(ctx, KeptEvent) == []
+        assert await replay_kept_events(ctx) == 0
+
+    async def test_a_delivery_recorded_while_the_database_went_away_is_announced_later(self, ctx):
+        clock, _ = await setup(ctx)
+        d = await delivery(ctx, "T001")
+        unreachable = build_context(ctx.settings.model_copy(update={"database_url": UNREACHABLE}))
+        ctx.event_handlers[:] = [make_event_handler(unreachable)]
+        with capture_logs() as logs:
+            async with ctx.uow() as uow:
+                row = await uow.session.get(Delivery, d.id)
+                row.status = DeliveryStatus.delivered
+                uow.session.add(row)
+                uow.record(ev.Delivered(d.retailer_id, d.id, proof={"signer": "Ada"}))
+                await uow.commit()
+        await unreachable.engine.dispose()
+        assert [e["kept"] for e in logs if e["event"] == "notifications_planning_failed"] == [1]
+        assert "delivered" not in await notes_of(ctx, "T001")
+        clock.now += KEPT_EVENT_GRACE + timedelta(seconds=1)
+        assert await replay_kept_events(ctx) == 1
+        await fire_notifications(ctx)
+        (sent,) = await rows(ctx, OutboxMessage, OutboxMessage.template_key == "delivered")
+        assert "Ada" in sent.body
+
+    async def test_a_replayed_reschedule_does_not_undo_a_newer_one(self, ctx):
+        clock, _ = await setup(ctx)
+        d = await delivery(ctx, "T001")
+        handlers = list(ctx.event_handlers)
+        ctx.event_handlers.clear()  # the first move's planning never runs
+        await move(ctx, d, days=1)
+        ctx.event_handlers[:] = handlers
+        await move(ctx, d, days=2)
+        assert await reminder_days(ctx, d) == ["2026-12-05"]
+        clock.now += KEPT_EVENT_GRACE + timedelta(seconds=1)
+        assert await replay_kept_events(ctx) == 1
+        assert await reminder_days(ctx, d) == ["2026-12-05"]
+        assert await rows(ctx, KeptEvent) == []
+
+    async def test_a_kept_event_no_code_can_read_is_logged_and_dropped(self, ctx):
+        ctx.clock = Clock(WEDNESDAY_10)
+        async with ctx.uow() as uow:
+            uow.session.add(
+                KeptEvent(name="ParcelTeleported", data={"delivery_id": 1}, created_at=WEDNESDAY_10)
+            )
+            await uow.commit()
+        ctx.clock.now += KEPT_EVENT_GRACE + timedelta(seconds=1)
+        with capture_logs() as logs:
+            assert await replay_kept_events(ctx) == 0
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["kept_events_unreadable"]
+        assert await rows(ctx, KeptEvent) == []
+
+
+UNREACHABLE = "postgresql://doorstep@127.0.0.1:1/gone"
+AT = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)
+EVERY_EVENT = [
+    ev.WindowAssigned(1, 2, AT, AT + timedelta(hours=2)),
+    ev.DeliveryRescheduled(1, 2, AT, AT + timedelta(hours=2), actor="recipient"),
+    ev.RedirectedToPickup(1, 2, 3, actor="agent"),
+    ev.WhiteGloveBooked(1, 2, AT, AT + timedelta(hours=3)),
+    ev.EtaChanged(1, 2, AT, stops_away=4),
+    ev.OutForDelivery(1, 2, None),
+    ev.OutForDelivery(1, 2, AT),
+    ev.Arrived(1, 2),
+    ev.Delivered(1, 2, proof={"signer": "Ada", "photo_url": "https://p.example/1.jpg"}),
+    ev.AttemptFailed(1, 2, reason="nobody home"),
+    ev.DeliveryCancelled(1, 2),
+]
+
+
+@pytest.mark.parametrize("event", EVERY_EVENT, ids=lambda e: type(e).__name__)
+def test_every_scheduling_event_reads_back_as_it_was_kept(event):
+    record = json.loads(json.dumps(encode(event)))  # through JSON, as the column stores it
+    assert decode(record["name"], record["data"]) == event
+
+
+def test_every_kind_of_scheduling_event_is_in_that_test():
+    kinds = {k for k in DurableEvent.kinds.values() if issubclass(k, ev.Event) and k is not ev.Event}
+    assert {type(e) for e in EVERY_EVENT} == kinds
+
+
+async def move(ctx, d, *, days):
+    """Move the delivery's window by whole days and record it, as the scheduling service does."""
+    async with ctx.uow() as uow:
+        row = await uow.session.get(Delivery, d.id)
+        row.window_start = d.window_start + timedelta(days=days)
+        row.window_end = d.window_end + timedelta(days=days)
+        uow.session.add(row)
+        uow.record(
+            ev.DeliveryRescheduled(d.retailer_id, d.id, row.window_start, row.window_end, actor="agent:7")
+        )
+        await uow.commit()
+
+
+async def reminder_days(ctx, d):
+    """The days of the day-before reminders still owed for the delivery."""
+    owed = await rows(
+        ctx,
+        Notification,
+        Notification.delivery_id == d.id,
+        Notification.event == "day_before_reminder",
+        Notification.status == "scheduled",
+    )
+    return sorted(n.dedupe_key.rsplit(":", 1)[-1] for n in owed)
 
 
 @pytest.fixture(params=["database", "redis"])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from httpx import AsyncClient
+from sqlmodel import func, select
 
+from app import build_context
+from core.models import KeptEvent, Notification
 from tests.conftest import TenantKeys
 from tests.plans import small_plan
 
@@ -153,6 +157,17 @@ class TestTheApiKeyBoundary:
         assert a["route"]["id"] != b["route"]["id"]
 
 
+async def count_rows(settings, *models):
+    ctx = build_context(settings)
+    try:
+        async with ctx.uow() as uow:
+            return [
+                (await uow.session.exec(select(func.count()).select_from(model))).one() for model in models
+            ]
+    finally:
+        await ctx.engine.dispose()
+
+
 class TestTheCommandLine:
     def test_retailer_create_prints_its_key_as_json_on_the_last_line(self, settings, capsys, monkeypatch):
         import app
@@ -173,6 +188,10 @@ class TestTheCommandLine:
         path.write_text(json.dumps(small_plan()))
         assert app.main(["import-plan", str(path), "--retailer", "initech"]) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["plan"] >= 1
+        # the import's notifications are planned by the command itself, nothing left for the sweeper:
+        # each of the five recipients is owed its window (the plan's day has passed: no reminders)
+        planned, kept = asyncio.run(count_rows(settings, Notification, KeptEvent))
+        assert planned == 5 and kept == 0
         bad = small_plan()
         bad["timezone"] = "Nowhere/Town"
         path.write_text(json.dumps(bad))

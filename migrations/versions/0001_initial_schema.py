@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 07:39:36.980489
+Create Date: 2026-12-04 19:14:59.660674
 """
 
 from collections.abc import Sequence
@@ -29,6 +29,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("provider", "external_id"),
     )
+    op.create_table(
+        "keptevent",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("keptevent", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_keptevent_created_at"), ["created_at"], unique=False)
+
     op.create_table(
         "retailer",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -707,5 +718,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_retailer_slug"))
 
     op.drop_table("retailer")
+    with op.batch_alter_table("keptevent", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_keptevent_created_at"))
+
+    op.drop_table("keptevent")
     op.drop_table("inboundreceipt")
     # ### end Alembic commands ###
