@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_time
-from sqlalchemy import insert, update
+from sqlalchemy import insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -78,6 +78,13 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 UPCOMING = {DeliveryStatus.scheduled, DeliveryStatus.out_for_delivery}
 # events whose message is about one precise window or slot: skipped if it changed since
 WINDOW_BOUND = {"window_assigned", "reschedule_confirmed"}
+# the bot's reply confirming a change the recipient made in a conversation (bot/dialogs/changes.py)
+CHAT_CONFIRMATIONS: dict[type[ev.Event], str] = {
+    ev.DeliveryRescheduled: "reschedule.done",
+    ev.RedirectedToPickup: "pickup.done",
+    ev.WhiteGloveBooked: "whiteglove.done",
+}
+CHAT_CONFIRMATION_GRACE = timedelta(minutes=2)
 # a scheduling event's kept row older than this was not handled after its commit: the sweeper replays it
 KEPT_EVENT_GRACE = timedelta(seconds=30)
 
@@ -185,6 +192,24 @@ def _window_notifications(
     plan.cancel.append((delivery.id, {"day_before_reminder", "out_for_delivery", "arriving_soon"}))
 
 
+def confirmation(
+    event: ev.DeliveryRescheduled | ev.RedirectedToPickup | ev.WhiteGloveBooked,
+    name: str,
+    discriminator: object,
+    now: datetime,
+    context: dict[str, Any],
+) -> Wanted:
+    """The message confirming a change: at once when someone else made it; when the recipient made it
+    in a conversation, the bot confirmed it there, so this one waits `CHAT_CONFIRMATION_GRACE` and
+    goes only if that reply never did (the turn failed after the change was committed)."""
+    d, r = event.delivery_id, event.retailer_id
+    key = f"{name}:{d}:{discriminator}"
+    if not event.actor.startswith(Author.recipient.value):
+        return Wanted(name, d, r, key, now, context)
+    unless = {"unless_said": CHAT_CONFIRMATIONS[type(event)], "since": _iso(now - CHAT_CONFIRMATION_GRACE)}
+    return Wanted(name, d, r, key, now + CHAT_CONFIRMATION_GRACE, context | unless)
+
+
 def plan_for(event: ev.Event, retailer: Retailer, delivery: Delivery, now: datetime, plan: Plan) -> None:
     """What one scheduling event means for the notifications of its delivery."""
     d = delivery.id or 0
@@ -197,34 +222,25 @@ def plan_for(event: ev.Event, retailer: Retailer, delivery: Delivery, now: datet
     elif isinstance(event, ev.DeliveryRescheduled):
         window = {"window_start": _iso(event.window_start), "window_end": _iso(event.window_end)}
         stamp = f"{event.window_start.timestamp():.0f}-{event.window_end.timestamp():.0f}"
-        if not event.actor.startswith(Author.recipient.value):
-            # a recipient who asked in a conversation got the bot's confirmation there already
-            plan.wanted.append(
-                Wanted("reschedule_confirmed", d, r, f"reschedule_confirmed:{d}:{stamp}", now, window)
-            )
+        plan.wanted.append(confirmation(event, "reschedule_confirmed", stamp, now, window))
         _window_notifications(plan, retailer, delivery, event.window_start, event.window_end, now)
     elif isinstance(event, ev.RedirectedToPickup):
         plan.cancel.append(
             (d, {"day_before_reminder", "out_for_delivery", "arriving_soon", "white_glove_reminder"})
         )
-        if not event.actor.startswith(Author.recipient.value):
-            plan.wanted.append(
-                Wanted(
-                    "redirect_confirmed",
-                    d,
-                    r,
-                    f"redirect_confirmed:{d}:{event.pickup_point_id}",
-                    now,
-                    {"pickup_point_id": event.pickup_point_id},
-                )
+        plan.wanted.append(
+            confirmation(
+                event,
+                "redirect_confirmed",
+                event.pickup_point_id,
+                now,
+                {"pickup_point_id": event.pickup_point_id},
             )
+        )
     elif isinstance(event, ev.WhiteGloveBooked):
         slot = {"slot_start": _iso(event.slot_start), "slot_end": _iso(event.slot_end)}
         stamp = f"{event.slot_start.timestamp():.0f}-{event.slot_end.timestamp():.0f}"
-        if not event.actor.startswith(Author.recipient.value):
-            plan.wanted.append(
-                Wanted("white_glove_confirmed", d, r, f"white_glove_confirmed:{d}:{stamp}", now, slot)
-            )
+        plan.wanted.append(confirmation(event, "white_glove_confirmed", stamp, now, slot))
         plan.cancel.append((d, {"white_glove_reminder"}))
         reminder = _reminder_at(retailer, delivery, event.slot_start)
         if reminder > now:
@@ -652,6 +668,54 @@ def _approved_sid(retailer: Retailer, event: str, override: ActiveTemplate | Non
     return None
 
 
+ChatReply = tuple[
+    int | None, int | None, str | None, datetime
+]  # recipient, delivery talked about, kind, when
+
+
+async def _chat_confirmations(
+    session: Any, notes: list[Notification], deliveries: dict[int | None, Delivery]
+) -> list[ChatReply]:
+    """The bot's replies that may have confirmed, in a conversation, the changes these notes confirm."""
+    waiting = [n for n in notes if "unless_said" in n.context]
+    if not waiting:
+        return []
+    delivery_ids = {n.delivery_id for n in waiting}
+    recipient_ids = {d.recipient_id for i in delivery_ids if (d := deliveries.get(i)) and d.recipient_id}
+    since = min(datetime.fromisoformat(n.context["since"]) for n in waiting)
+    found = await session.exec(
+        select(
+            OutboxMessage.recipient_id,
+            Conversation.delivery_id,
+            OutboxMessage.template_key,
+            OutboxMessage.created_at,
+        )
+        .join(Conversation, col(Conversation.id) == col(OutboxMessage.conversation_id))
+        .where(
+            col(OutboxMessage.template_key).in_({n.context["unless_said"] for n in waiting}),
+            col(OutboxMessage.created_at) >= since,
+            or_(
+                col(OutboxMessage.recipient_id).in_(recipient_ids),
+                col(Conversation.delivery_id).in_(delivery_ids),
+            ),
+        )
+    )
+    return list(found.all())
+
+
+def said_in_chat(note: Notification, delivery: Delivery, replies: list[ChatReply]) -> bool:
+    """Did the bot confirm this change in a conversation: a reply of that kind since the change, to
+    the delivery's recipient or in a conversation about the delivery (someone who gave its tracking)?"""
+    said = note.context.get("unless_said")
+    if said is None:
+        return False
+    since = datetime.fromisoformat(note.context["since"])
+    return any(
+        kind == said and at >= since and (recipient == delivery.recipient_id or about == delivery.id)
+        for recipient, about, kind, at in replies
+    )
+
+
 async def fire_notifications(
     ctx: AppContext, notification_ids: Sequence[int] | None = None, *, limit: int = 2000
 ) -> FireSummary:
@@ -709,6 +773,7 @@ async def fire_notifications(
             if eta_ids
             else {}
         )
+        replies = await _chat_confirmations(session, notes, deliveries)
         overrides = {rid: await active_templates(session, rid) for rid in retailers if rid is not None}
         # read-only from here: the notifications are written back in one executemany below, not
         # one UPDATE each (SQLite's driver cannot batch ORM updates that check row counts)
@@ -725,6 +790,11 @@ async def fire_notifications(
             if not still_relevant(note, delivery):
                 note.status = SKIPPED
                 note.context = {**note.context, "outcome": "no longer true"}
+                summary.skipped += 1
+                continue
+            if said_in_chat(note, delivery, replies):
+                note.status = SKIPPED
+                note.context = {**note.context, "outcome": "confirmed in the conversation"}
                 summary.skipped += 1
                 continue
             try:

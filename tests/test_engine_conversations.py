@@ -20,6 +20,7 @@ from bot import handoff
 from bot.engine import ConversationEngine
 from bot.events import HandedBack, HandoffRequested, MessageReceived, MessageSent, TakenOver
 from bot.messages import InboundMessage
+from bot.state import DatabaseStateStore
 from bot.understanding.model import Intent
 from core.consent import opted_out
 from core.models import (
@@ -31,6 +32,7 @@ from core.models import (
     DeliveryStatus,
     Direction,
     Message,
+    Notification,
     OutboxMessage,
     Owner,
     Recipient,
@@ -38,6 +40,7 @@ from core.models import (
     User,
 )
 from core.sms import is_gsm7
+from notifications.outreach import CHAT_CONFIRMATION_GRACE, fire_notifications, make_event_handler
 from tests.conftest import make_tenant
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
 from tests.scheduling_support import deadlocked
@@ -468,6 +471,51 @@ class TestYesToAChoice:
         assert "Done!" in await chat.say("yes")
         t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
         assert t001.window_start.astimezone(ZoneInfo("America/Toronto")).hour == 18
+
+
+class DiesAfterTheChange(DatabaseStateStore):
+    """The process dies after the scheduling service committed the change and before the turn's own
+    commit (where the dialog state and the bot's replies are written)."""
+
+    async def save(self, uow, conversation, state) -> None:
+        raise ConnectionResetError("the process died here")
+
+
+class TestTheConfirmationOfAChange:
+    """A change made in a chat is confirmed once: by the bot, or by a message if the bot's reply died."""
+
+    async def moved_to_friday_evening(self, ctx, acme, state_store=None):
+        ctx.clock = lambda: NOW
+        ctx.event_handlers.append(make_event_handler(ctx))
+        chat = await asked_for_friday_evening(ctx, acme)
+        await chat.say("1")
+        understanding = chat.engine._understand
+        chat.engine = ConversationEngine(
+            ctx, clock=lambda: NOW, understand=understanding, state_store=state_store
+        )
+        return chat
+
+    async def confirmations_two_minutes_on(self, ctx):
+        ctx.clock = lambda: NOW + CHAT_CONFIRMATION_GRACE + timedelta(seconds=1)
+        await fire_notifications(ctx)
+        return [m.body for m in await rows(ctx, OutboxMessage) if m.template_key == "reschedule_confirmed"]
+
+    async def test_the_bots_reply_is_the_only_confirmation(self, ctx, acme):
+        chat = await self.moved_to_friday_evening(ctx, acme)
+        assert "Done! Your delivery T001 is now planned for Fri Dec 4" in await chat.say("yes")
+        assert await self.confirmations_two_minutes_on(ctx) == []
+        (note,) = await rows(ctx, Notification, Notification.event == "reschedule_confirmed")
+        assert note.status == "skipped" and note.context["outcome"] == "confirmed in the conversation"
+
+    async def test_a_yes_whose_reply_died_with_the_process_is_confirmed_by_message(self, ctx, acme):
+        chat = await self.moved_to_friday_evening(ctx, acme, DiesAfterTheChange())
+        with pytest.raises(ConnectionResetError):
+            await chat.say("yes")
+        t001 = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
+        assert t001.window_start.astimezone(ZoneInfo("America/Toronto")).day == 4  # the change was made
+        assert not [m for m in await rows(ctx, OutboxMessage) if m.template_key == "reschedule.done"]
+        (body,) = await self.confirmations_two_minutes_on(ctx)
+        assert "T001" in body and "Fri Dec 4" in body
 
 
 class TestPickupHours:

@@ -27,6 +27,7 @@ from core.models import (
     Retailer,
 )
 from notifications.outreach import (
+    CHAT_CONFIRMATION_GRACE,
     KEPT_EVENT_GRACE,
     fire_notifications,
     make_event_handler,
@@ -325,13 +326,17 @@ class TestChanges:
         (mine,) = await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
         assert "now arrives Fri Dec 4" in mine.body
 
-    async def test_a_recipients_own_reschedule_is_confirmed_by_the_bot_not_again_here(self, ctx):
-        await setup(ctx)
+    async def test_a_recipients_own_reschedule_waits_for_the_bots_confirmation(self, ctx):
+        """The bot confirms in the chat; this message is the fallback if that reply never went out
+        (tests/test_engine_conversations.py TestTheConfirmationOfAChange)."""
+        clock, _ = await setup(ctx)
         d = await delivery(ctx, "T001")
         await ctx.publish(
             [ev.DeliveryRescheduled(d.retailer_id, d.id, d.window_start, d.window_end, actor="recipient")]
         )
-        assert "reschedule_confirmed" not in await notes_of(ctx, "T001")
+        note = (await notes_of(ctx, "T001"))["reschedule_confirmed"]
+        assert note.due_at == clock.now + CHAT_CONFIRMATION_GRACE
+        assert note.context["unless_said"] == "reschedule.done"
 
     async def test_a_redirect_cancels_what_was_owed(self, ctx):
         await setup(ctx)
