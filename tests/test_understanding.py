@@ -385,6 +385,23 @@ class TestLanguages:
     def test_the_language_is_read_from_the_words(self, text, language):
         assert read(text, "en").language == language
 
+    @pytest.mark.parametrize("text", ["installation", "correct", "super", "point"])
+    def test_words_english_shares_with_french_say_no_language(self, text):
+        """An English speaker's "book installation" or "relay point" was answered in French."""
+        assert read(text, "en").language is None
+
+    @pytest.mark.parametrize(
+        ("text", "language"),
+        [
+            ("book installation", "en"),
+            ("relay point", "en"),
+            ("installation svp", "fr_CA"),
+            ("point relais", "fr_CA"),
+        ],
+    )
+    def test_shared_words_take_the_language_of_the_rest(self, text, language):
+        assert read(text, "en").language == language
+
     def test_a_message_in_another_language_than_the_profile_is_detected(self):
         assert read("tomorrow after 3", "fr_CA").language == "en"
         assert read("demain après 15h", "en").language == "fr_CA"

@@ -299,7 +299,8 @@ LANGUAGE_WORDS: dict[str, frozenset[str]] = {
         where's works any anytime better prefer rather it's its our we they he she him her lobby
         buzzer gate code porch garage front back side agent human people help cheers great awesome
         perfect cool sure nope yeah thx nah yep okay arrive arriving arrived ring knock call still
-        track tracking status late first second third one two three four five"""
+        track tracking status late first second third one two three four five book relay pickup
+        installation correct super point"""
     ),
     "fr_CA": _words(
         """le les mon ma mes est ou quand demain aujourd hui merci apres je j tu vous svp stp colis
