@@ -248,6 +248,20 @@ class TestRescheduleAndOtherRequests:
     def test_a_new_address_is_for_a_person_not_a_new_time(self, text, locale):
         assert read(text, locale).intent is Intent.human
 
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("cancel the installation", "en"),
+            ("actually I don't need the setup anymore", "en"),
+            ("annulez l'installation", "fr_CA"),
+            ("je n'ai plus besoin de l'installation", "fr_CA"),
+            ("cancelen la instalación", "es"),
+            ("ya no necesito el armado", "es"),
+        ],
+    )
+    def test_calling_off_a_setup_is_for_a_person_not_new_crew_times(self, text, locale):
+        assert read(text, locale).intent is Intent.human
+
     def test_deliver_to_a_floor_is_still_a_note_for_the_driver(self):
         assert read("deliver to 2nd floor please").intent is Intent.instructions
 
