@@ -221,6 +221,49 @@ class TestIdentity:
         (conversation,) = await rows(ctx, Conversation)
         assert conversation.retailer_id == globex.retailer_id
 
+    async def test_naming_one_of_ones_parcels_talks_about_that_one(self, ctx, acme, globex):
+        await load_small_plan(ctx, acme.retailer_id)
+        await load_small_plan(ctx, globex.retailer_id, prefix="G")
+        understanding = ScriptedUnderstanding(
+            {
+                "where is T001": understood(Intent.where_is_parcel, tracking="T001"),
+                "and g-001?": understood(Intent.where_is_parcel, tracking="G-001"),
+            }
+        )
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        text = await chat.say("where is T001")
+        assert "T001" in text and "G001" not in text and "Which one" not in text
+        text = await chat.say("and g-001?")
+        assert "G001" in text and "T001" not in text
+        (conversation,) = await rows(ctx, Conversation)
+        assert conversation.retailer_id == globex.retailer_id
+
+    async def test_another_persons_tracking_number_is_never_acted_on_and_reveals_nothing(self, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        monday = datetime(2026, 12, 7, 15, tzinfo=UTC), datetime(2026, 12, 7, 17, tzinfo=UTC)
+        understanding = ScriptedUnderstanding(
+            {
+                "move T003 to monday": understood(
+                    Intent.reschedule, tracking="T003", window_start=monday[0], window_end=monday[1]
+                ),
+                "move ZZ999999 to monday": understood(
+                    Intent.reschedule, tracking="ZZ999999", window_start=monday[0], window_end=monday[1]
+                ),
+                "buzzer A1234567": understood(
+                    Intent.instructions, tracking="A1234567", instructions="buzzer A1234567"
+                ),
+            }
+        )
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        existing = await chat.say("move T003 to monday")
+        assert "can't find the delivery T003 among yours" in existing and "Dec" not in existing
+        missing = await chat.say("move ZZ999999 to monday")
+        assert missing == existing.replace("T003", "ZZ999999")
+        windows = {d.tracking: (d.window_start, d.window_end) for d in await rows(ctx, Delivery)}
+        assert windows["T001"][0].day == windows["T003"][0].day == 3  # nobody's delivery moved
+        text = await chat.say("buzzer A1234567")
+        assert "A1234567" in text and "can't find" not in text  # a note keeps its codes
+
     async def test_a_telegram_deep_link_links_the_chat_to_the_recipient(self, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)
         token = (await rows(ctx, Delivery, Delivery.tracking == "T002"))[0].telegram_link_token

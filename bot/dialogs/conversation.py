@@ -33,7 +33,16 @@ MAX_VERIFY_ATTEMPTS = 3
 LANGUAGE_NEUTRAL = {"choose_option", "choose", "stale", "unknown"}
 # A request worth carrying over while we first ask who is writing or which delivery it is about.
 DEFERRABLE = {"where_is_parcel", "reschedule", "redirect_pickup", "white_glove", "instructions"}
+# intents whose text may hold a code that looks like a tracking number ("buzzer A1234567")
+KEEPS_ITS_CODES = {"instructions", "human"}
+
+
 # Each language named in itself, so anyone can find theirs.
+def _tracking_key(tracking: str) -> str:
+    """A tracking number as compared with one written in a chat: "g-001" names G001."""
+    return identity.normalize_tracking(tracking).replace("-", "")
+
+
 LANGUAGE_NAMES = {"en": "English", "fr_CA": "Français", "es": "Español"}
 CONTACT_PAYLOAD = "share_contact"  # channels/telegram_format: a "share my phone number" button
 
@@ -494,6 +503,22 @@ class Dialogs:
                 self.unlinked(turn)
             return None
         deliveries = await self.deliveries(turn)
+        if parsed.tracking and parsed.intent not in KEEPS_ITS_CODES:
+            named = _tracking_key(parsed.tracking)
+            own = next((d for d in deliveries if _tracking_key(d.tracking) == named), None)
+            if own is not None:
+                return self.take(turn, own)
+            if ask:  # never act on another parcel than the one named; say nothing of the one named
+                turn.say(
+                    turn._(
+                        "Sorry, I can't find the delivery %(tracking)s among yours. Please check the "
+                        "number; a person on our team can also help.",
+                        tracking=parsed.tracking,
+                    ),
+                    [turn.option(turn._("Talk to a person"), "menu:person")],
+                    kind="tracking_not_theirs",
+                )
+                return None
         current = next((d for d in deliveries if d.id == conversation.delivery_id), None)
         if current is not None:
             turn.delivery = current
