@@ -193,6 +193,8 @@ class Delivery(SQLModel, table=True):
     white_glove: bool = False
     white_glove_start: datetime | None = None
     white_glove_end: datetime | None = None
+    # the drop-off time before a setup booked through Doorstep (None: none booked so, or sold with it)
+    service_seconds_without_setup: int | None = None
     pickup_point_id: int | None = Field(default=None, foreign_key="pickuppoint.id", index=True)
     job_id: int | None = None  # the VROOM job id it came with
     proof: dict[str, Any] = json_column()

@@ -160,6 +160,13 @@ EVENTS: dict[str, EventSpec] = {
             options=(RESCHEDULE, HUMAN),
             whatsapp_variables=("brand", "tracking", "slot_text"),
         ),
+        EventSpec(
+            "white_glove_cancelled",
+            "White-glove setup called off",
+            "Sent when an in-home setup booked through Doorstep was called off; the parcel still comes "
+            "in its window.",
+            whatsapp_variables=("brand", "tracking", "window_text"),
+        ),
     )
 }
 

@@ -83,6 +83,7 @@ CHAT_CONFIRMATIONS: dict[type[ev.Event], str] = {
     ev.DeliveryRescheduled: "reschedule.done",
     ev.RedirectedToPickup: "pickup.done",
     ev.WhiteGloveBooked: "whiteglove.done",
+    ev.WhiteGloveCancelled: "whiteglove.cancelled",
 }
 CHAT_CONFIRMATION_GRACE = timedelta(minutes=2)
 # a scheduling event's kept row older than this was not handled after its commit: the sweeper replays it
@@ -193,7 +194,7 @@ def _window_notifications(
 
 
 def confirmation(
-    event: ev.DeliveryRescheduled | ev.RedirectedToPickup | ev.WhiteGloveBooked,
+    event: ev.DeliveryRescheduled | ev.RedirectedToPickup | ev.WhiteGloveBooked | ev.WhiteGloveCancelled,
     name: str,
     discriminator: object,
     now: datetime,
@@ -248,6 +249,10 @@ def plan_for(event: ev.Event, retailer: Retailer, delivery: Delivery, now: datet
             plan.wanted.append(
                 Wanted("white_glove_reminder", d, r, f"white_glove_reminder:{d}:{day}", reminder, slot)
             )
+    elif isinstance(event, ev.WhiteGloveCancelled):
+        stamp = f"{event.slot_start.timestamp():.0f}-{event.slot_end.timestamp():.0f}"
+        plan.cancel.append((d, {"white_glove_confirmed", "white_glove_reminder"}))
+        plan.wanted.append(confirmation(event, "white_glove_cancelled", stamp, now, {}))
     elif isinstance(event, ev.OutForDelivery):
         start = delivery.window_start or now
         day = _day_key(delivery, start)
@@ -295,6 +300,8 @@ def superseded(event: ev.Event, delivery: Delivery) -> bool:
         return event.pickup_point_id != delivery.pickup_point_id
     if isinstance(event, ev.WhiteGloveBooked):
         return (event.slot_start, event.slot_end) != (delivery.white_glove_start, delivery.white_glove_end)
+    if isinstance(event, ev.WhiteGloveCancelled):
+        return delivery.white_glove_start is not None  # booked again since
     return False
 
 
@@ -545,6 +552,8 @@ def still_relevant(note: Notification, delivery: Delivery) -> bool:
     if event in ("white_glove_confirmed", "white_glove_reminder"):
         same_slot = context.get("slot_start") == _iso(delivery.white_glove_start)
         return same_slot and (event == "white_glove_confirmed" or status in UPCOMING)
+    if event == "white_glove_cancelled":
+        return delivery.white_glove_start is None
     return True
 
 

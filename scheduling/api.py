@@ -28,6 +28,7 @@ from scheduling.service import (
     WindowUnavailable,
     book_white_glove,
     cancel_delivery,
+    cancel_white_glove,
     offer_windows,
     pickup_options,
     redirect_to_pickup,
@@ -295,6 +296,17 @@ def build_change_router() -> APIRouter:
             result = await book_white_glove(
                 uow, delivery, body.slot.start, body.slot.end, api_actor(retailer), now=ctx.clock()
             )
+        except SchedulingError as error:
+            return refused(error)
+        return change_json(result)
+
+    @router.delete("/deliveries/{tracking}/white-glove")
+    async def call_off_setup(tracking: str, retailer: CurrentRetailer, uow: Uow, ctx: Ctx) -> Any:
+        """Call off an in-home setup booked through Doorstep: the parcel keeps its window and route
+        place. 409 when none is booked, or when the setup came with the order (the retailer's call)."""
+        delivery = await delivery_or_404(uow, retailer, tracking)
+        try:
+            result = await cancel_white_glove(uow, delivery, api_actor(retailer), now=ctx.clock())
         except SchedulingError as error:
             return refused(error)
         return change_json(result)

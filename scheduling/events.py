@@ -45,6 +45,15 @@ class WhiteGloveBooked(Event):
 
 
 @dataclass(frozen=True)
+class WhiteGloveCancelled(Event):
+    """An in-home setup booked through Doorstep was called off; the parcel still comes in its window."""
+
+    slot_start: datetime
+    slot_end: datetime
+    actor: str = "system"
+
+
+@dataclass(frozen=True)
 class EtaChanged(Event):
     eta: datetime
     stops_away: int

@@ -41,6 +41,7 @@ from scheduling.events import (
     EtaChanged,
     RedirectedToPickup,
     WhiteGloveBooked,
+    WhiteGloveCancelled,
 )
 from scheduling.repository import vehicle_spec
 from scheduling.routing import Place, StopSpec, TravelModel, haversine_m
@@ -129,6 +130,14 @@ class InvalidRequest(SchedulingError):
 
 class PickupPointUnknown(PickupPointUnavailable):
     """No such pickup point for this retailer (another retailer's point is unknown alike)."""
+
+
+class NoSetupBooked(SchedulingError):
+    """Calling off an in-home setup the delivery does not have."""
+
+
+class SetupCameWithTheOrder(SchedulingError):
+    """The setup was sold with the order: only the retailer can take it off, not the plan."""
 
 
 CHANGEABLE = (DeliveryStatus.pooled, DeliveryStatus.scheduled, DeliveryStatus.failed)
@@ -726,6 +735,8 @@ async def _move(
             stop = None
         fresh.plan_id, fresh.day, fresh.status = None, day, DeliveryStatus.pooled
     fresh.window_start, fresh.window_end = start, end
+    if white_glove and not fresh.white_glove:  # booked through Doorstep: calling it off restores this
+        fresh.service_seconds_without_setup = fresh.service_seconds
     if white_glove or fresh.white_glove_start is not None:  # the setup slot follows the window
         fresh.white_glove, fresh.service_seconds = True, service
         fresh.white_glove_start, fresh.white_glove_end = start, end
@@ -766,6 +777,69 @@ async def book_white_glove(
 ) -> ChangeResult:
     """Book in-home setup in [start, end) on a crew's route (longer service), or SlotUnavailable."""
     return await _move(uow, delivery, start, end, actor, now=now, white_glove=True)
+
+
+async def cancel_white_glove(
+    uow: UnitOfWork, delivery: Delivery, actor: Actor, *, now: datetime
+) -> ChangeResult:
+    """Call off an in-home setup booked through Doorstep: the parcel keeps its window and its place on
+    the route, with its drop-off time back; the shorter stop can only make the route easier to keep.
+
+    A setup sold with the order is the retailer's to take off (SetupCameWithTheOrder)."""
+    session = uow.session
+    retailer = await _retailer(session, delivery.retailer_id)
+    locked = await _lock(session, delivery, [])
+    fresh = locked.delivery
+    _check_changeable(fresh, locked.stop)
+    if not fresh.white_glove:
+        raise NoSetupBooked("this delivery has no in-home setup booked")
+    if fresh.service_seconds_without_setup is None:
+        raise SetupCameWithTheOrder("the in-home setup came with the order: the retailer can take it off")
+    before = _snapshot(fresh, locked.stop)
+    slot_start, slot_end = fresh.white_glove_start, fresh.white_glove_end
+    fresh.white_glove, fresh.service_seconds = False, fresh.service_seconds_without_setup
+    fresh.white_glove_start = fresh.white_glove_end = fresh.service_seconds_without_setup = None
+    fresh.updated_at = now
+    session.add(fresh)
+    changed: dict[int, dict[int, RouteState]] = {}
+    state = locked.states.get(fresh.plan_id or 0)
+    if state is not None and locked.stop is not None and fresh.id in state.where:
+        row = state.where[fresh.id or 0]
+        route = state.routes[row]
+        position = route.position_of(fresh.id or 0)
+        window = (
+            (state.seconds(fresh.window_start), state.seconds(fresh.window_end))
+            if fresh.window_start and fresh.window_end
+            else NO_WINDOW
+        )
+        spec = _with_window(_spec(fresh, state, white_glove=False, service=fresh.service_seconds), window)
+        changed[state.plan_id] = {
+            row: route.without(fresh.id or 0, state.travel).with_stop(
+                position, locked.stop.id or 0, spec, state.travel
+            )
+        }
+    installs = await _commit_routes(uow, locked, changed, retailer, skip_eta_for=fresh.id)
+    if locked.stop is not None:
+        await session.refresh(locked.stop)
+    await _log_delivery_change(
+        session,
+        retailer,
+        "white_glove_cancelled",
+        actor,
+        fresh,
+        before=before,
+        after=_snapshot(fresh, locked.stop),
+        now=now,
+    )
+    uow.record(
+        WhiteGloveCancelled(
+            retailer.id or 0, fresh.id or 0, slot_start or now, slot_end or now, actor=actor.kind
+        )
+    )
+    await _commit(uow, installs)
+    eta = locked.stop.eta if locked.stop is not None else None
+    vehicle_id = locked.stop.vehicle_id if locked.stop is not None else None
+    return ChangeResult(fresh, fresh.window_start, fresh.window_end, vehicle_id, eta)
 
 
 # --- pickup points ---------------------------------------------------------------------------------

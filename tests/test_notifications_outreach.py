@@ -16,6 +16,7 @@ from bot.i18n import Speaker
 from core.consent import set_opt_out
 from core.events import DurableEvent, decode, encode
 from core.models import (
+    Author,
     Channel,
     Conversation,
     Delivery,
@@ -350,6 +351,43 @@ class TestChanges:
         )
         assert notes["redirect_confirmed"].status == "scheduled"
 
+    async def test_a_setup_called_off_cancels_its_reminder_and_says_the_parcel_still_comes(self, ctx):
+        from scheduling.service import Actor, book_white_glove, cancel_white_glove
+
+        clock, _ = await setup(ctx)
+        d = await delivery(ctx, "T002")
+        agent = Actor(Author.agent, id="7")
+        slot = (datetime(2026, 12, 3, 21, tzinfo=UTC), datetime(2026, 12, 3, 23, tzinfo=UTC))  # 4-6 PM
+        async with ctx.uow() as uow:
+            await book_white_glove(uow, d, *slot, agent, now=clock.now)
+        await fire_notifications(ctx)
+        assert (await notes_of(ctx, "T002"))["white_glove_reminder"].status == "scheduled"
+        async with ctx.uow() as uow:
+            await cancel_white_glove(uow, d, agent, now=clock.now)
+        notes = await notes_of(ctx, "T002")
+        assert notes["white_glove_reminder"].status == "cancelled"
+        assert notes["white_glove_cancelled"].status == "scheduled"
+        assert notes["day_before_reminder"].status == "scheduled"  # the parcel still comes
+        await fire_notifications(ctx)
+        bodies = [
+            m.body for m in await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        ]
+        assert set(bodies) == {  # T002's recipient reads French
+            "Acme : l'installation à domicile de T002 est réservée le jeu. 3 déc., 16 h à 18 h"
+            " au 2 Queen St W, Toronto.",
+            "Acme : l'installation à domicile de T002 est annulée. Votre colis arrivera quand même"
+            " le jeu. 3 déc., 16 h à 18 h.",
+        }
+
+    async def test_a_setup_called_off_in_the_chat_is_confirmed_there_first(self, ctx):
+        clock, _ = await setup(ctx)
+        d = await delivery(ctx, "T002")
+        slot = (datetime(2026, 12, 3, 21, tzinfo=UTC), datetime(2026, 12, 3, 23, tzinfo=UTC))
+        await ctx.publish([ev.WhiteGloveCancelled(d.retailer_id, d.id, *slot, actor="recipient")])
+        note = (await notes_of(ctx, "T002"))["white_glove_cancelled"]
+        assert note.due_at == clock.now + CHAT_CONFIRMATION_GRACE
+        assert note.context["unless_said"] == "whiteglove.cancelled"
+
     async def test_a_cancelled_delivery_owes_nothing(self, ctx):
         await setup(ctx)
         d = await delivery(ctx, "T001")
@@ -530,6 +568,7 @@ EVERY_EVENT = [
     ev.DeliveryRescheduled(1, 2, AT, AT + timedelta(hours=2), actor="recipient"),
     ev.RedirectedToPickup(1, 2, 3, actor="agent"),
     ev.WhiteGloveBooked(1, 2, AT, AT + timedelta(hours=3)),
+    ev.WhiteGloveCancelled(1, 2, AT, AT + timedelta(hours=3), actor="recipient"),
     ev.EtaChanged(1, 2, AT, stops_away=4),
     ev.OutForDelivery(1, 2, None),
     ev.OutForDelivery(1, 2, AT),

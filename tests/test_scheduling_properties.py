@@ -44,8 +44,11 @@ white_glove = st.tuples(
     st.just("white_glove"), st.sampled_from(TRACKINGS), st.integers(0, 1), st.integers(8, 18), st.just(2)
 )
 cancel = st.tuples(st.just("cancel"), st.sampled_from(TRACKINGS), st.just(0), st.just(0), st.just(0))
+call_off_setup = st.tuples(
+    st.just("call_off_setup"), st.sampled_from(TRACKINGS), st.just(0), st.just(0), st.just(0)
+)
 operations = st.lists(
-    st.one_of(reschedule, reschedule, redirect, white_glove, cancel), min_size=1, max_size=8
+    st.one_of(reschedule, reschedule, redirect, white_glove, call_off_setup, cancel), min_size=1, max_size=8
 )
 
 
@@ -78,6 +81,8 @@ async def scenario(database_url: str, ops: list[tuple]) -> None:
                         await service.reschedule_delivery(uow, delivery, start, end, SYSTEM, now=NOW)
                     elif kind == "white_glove":
                         await service.book_white_glove(uow, delivery, start, end, SYSTEM, now=NOW)
+                    elif kind == "call_off_setup":
+                        await service.cancel_white_glove(uow, delivery, SYSTEM, now=NOW)
                     elif kind == "redirect":
                         await service.redirect_to_pickup(
                             uow, delivery, points[day_offset].id, SYSTEM, now=NOW

@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import select
 
 from core.models import ChangeLog
-from scheduling.events import WhiteGloveBooked
+from scheduling.events import WhiteGloveBooked, WhiteGloveCancelled
 from tests.plans import DAY, small_plan
 from tests.scheduling_support import (  # noqa: F401
     TORONTO,
@@ -128,3 +128,68 @@ class TestBookingSetup:
         view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
         assert datetime.fromisoformat(view["white_glove"]["slot"]["start"]) == local(PLAN_DAY, 16)
         assert await violations(ctx) == []
+
+
+class TestCallingOffSetup:
+    async def test_a_booked_setup_is_called_off_keeping_the_window_and_the_route_place(
+        self, client, acme, ctx, fixed_clock
+    ):
+        await import_plan(client, acme, small_plan())
+        from core.models import Delivery
+
+        async with ctx.uow() as uow:
+            drop_off = (
+                (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T002")))
+                .one()
+                .service_seconds
+            )
+        booked = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 16)}, headers=acme.headers
+        )
+        assert booked.status_code == 200, booked.text
+        booked_view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
+        assert booked_view["white_glove"]["cancellable"] is True
+        called_off = await client.delete("/api/v1/deliveries/T002/white-glove", headers=acme.headers)
+        assert called_off.status_code == 200, called_off.text
+        assert called_off.json()["route"] == booked.json()["route"]
+        assert called_off.json()["window"] == booked.json()["window"]
+        view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
+        assert view["white_glove"] == {"required": False, "slot": None, "cancellable": False}
+        async with ctx.uow() as uow:
+            delivery = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T002"))).one()
+            logged = (
+                await uow.session.exec(select(ChangeLog).where(ChangeLog.kind == "white_glove_cancelled"))
+            ).one()
+        assert delivery.service_seconds == drop_off and delivery.service_seconds_without_setup is None
+        assert logged.before["white_glove"]["start"] and logged.after["white_glove"] is None
+        assert [e.slot_start for e in fixed_clock if isinstance(e, WhiteGloveCancelled)] == [
+            local(PLAN_DAY, 16)
+        ]
+        assert await violations(ctx) == []
+        again = await client.delete("/api/v1/deliveries/T002/white-glove", headers=acme.headers)
+        assert again.status_code == 409 and again.json()["error"] == "NoSetupBooked"
+        rebooked = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 10)}, headers=acme.headers
+        )
+        assert rebooked.status_code == 200, rebooked.text
+        assert (
+            await client.delete("/api/v1/deliveries/T002/white-glove", headers=acme.headers)
+        ).status_code == 200
+
+    async def test_a_setup_sold_with_the_order_is_the_retailers_to_take_off(self, client, acme):
+        await import_plan(client, acme, small_plan())
+        response = await client.delete("/api/v1/deliveries/T005/white-glove", headers=acme.headers)
+        assert response.status_code == 409 and response.json()["error"] == "SetupCameWithTheOrder"
+        view = (await client.get("/api/v1/deliveries/T005", headers=acme.headers)).json()
+        assert view["white_glove"]["required"] is True and view["white_glove"]["cancellable"] is False
+
+    async def test_another_retailers_setup_cannot_be_called_off(self, client, acme, globex):
+        await import_plan(client, acme, small_plan())
+        booked = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 16)}, headers=acme.headers
+        )
+        assert booked.status_code == 200, booked.text
+        response = await client.delete("/api/v1/deliveries/T002/white-glove", headers=globex.headers)
+        assert response.status_code == 404
+        view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
+        assert view["white_glove"]["slot"] is not None

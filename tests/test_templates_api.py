@@ -17,7 +17,7 @@ class TestReadingTemplates:
         response = await client.get(BASE, headers=acme.headers)
         assert response.status_code == 200
         data = response.json()
-        assert len(data["templates"]) == 10 * 3 * 4
+        assert len(data["templates"]) == 11 * 3 * 4
         assert {e["event"] for e in data["events"]} >= {"window_assigned", "attempt_failed", "delivered"}
         failed = next(e for e in data["events"] if e["event"] == "attempt_failed")
         assert [o["payload"] for o in failed["options"]][:2] == ["menu:reschedule", "menu:pickup"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:14:59.660674
+Create Date: 2026-12-06 04:53:08.286016
 """
 
 from collections.abc import Sequence
@@ -282,6 +282,7 @@ def upgrade() -> None:
         sa.Column("white_glove", sa.Boolean(), nullable=False),
         sa.Column("white_glove_start", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("white_glove_end", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("service_seconds_without_setup", sa.Integer(), nullable=True),
         sa.Column("pickup_point_id", sa.Integer(), nullable=True),
         sa.Column("job_id", sa.Integer(), nullable=True),
         sa.Column("proof", sa.JSON(), nullable=False),
