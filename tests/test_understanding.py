@@ -259,8 +259,8 @@ class TestRescheduleAndOtherRequests:
             ("ya no necesito el armado", "es"),
         ],
     )
-    def test_calling_off_a_setup_is_for_a_person_not_new_crew_times(self, text, locale):
-        assert read(text, locale).intent is Intent.human
+    def test_calling_off_a_setup_is_not_asking_for_crew_times(self, text, locale):
+        assert read(text, locale).intent is Intent.cancel_white_glove
 
     def test_deliver_to_a_floor_is_still_a_note_for_the_driver(self):
         assert read("deliver to 2nd floor please").intent is Intent.instructions

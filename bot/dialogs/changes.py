@@ -625,6 +625,54 @@ async def commit_white_glove(turn: Turn, delivery: Delivery, start: datetime, en
     )
 
 
+async def call_off_white_glove(turn: Turn, delivery: Delivery) -> None:
+    """Ask before calling off a setup booked through Doorstep (one sold with the order goes to a person)."""
+    if delivery.status not in CHANGEABLE_STATUSES:
+        not_changeable(turn)
+        return
+    if not delivery.white_glove_start or not delivery.white_glove_end:
+        turn.say(
+            turn._(
+                "There's no in-home setup booked for %(tracking)s. Anything else?", tracking=delivery.tracking
+            ),
+            menu(turn, delivery),
+            kind="whiteglove.none_booked",
+        )
+        return
+    set_pending(turn, "white_glove_cancel", delivery)
+    turn.say(
+        turn._(
+            "Call off the in-home setup on %(window)s? Your parcel still comes then. Reply YES or NO",
+            window=window_text(turn, delivery, delivery.white_glove_start, delivery.white_glove_end),
+        ),
+        yes_no(turn),
+        kind="whiteglove.cancel_confirm",
+    )
+
+
+async def commit_white_glove_cancel(turn: Turn, delivery: Delivery) -> None:
+    await turn.checkpoint()
+    try:
+        result = await retried(
+            turn, delivery, lambda: service.cancel_white_glove(turn.uow, delivery, turn.actor, now=turn.now)
+        )
+    except SchedulingError as error:
+        await turn.recover([delivery])
+        await scheduling_failed(turn, error)
+        return
+    kept = result.delivery
+    turn.say(
+        turn._(
+            "Done! The in-home setup is called off. Your parcel %(tracking)s still comes on %(window)s.",
+            tracking=kept.tracking,
+            window=window_text(turn, kept, kept.window_start, kept.window_end),
+        )
+        if kept.window_start and kept.window_end
+        else turn._("Done! The in-home setup is called off."),
+        kind="whiteglove.cancelled",
+    )
+
+
 # --- instructions for the driver -----------------------------------------------------------------
 
 
@@ -694,6 +742,8 @@ async def confirm(turn: Turn, delivery: Delivery, pending: dict[str, Any]) -> No
         await commit_white_glove(
             turn, delivery, datetime.fromisoformat(pending["start"]), datetime.fromisoformat(pending["end"])
         )
+    elif kind == "white_glove_cancel":
+        await commit_white_glove_cancel(turn, delivery)
     elif kind == "pickup":
         await commit_pickup(turn, delivery, pending)
     elif kind == "instructions":

@@ -32,7 +32,14 @@ MAX_VERIFY_ATTEMPTS = 3
 # Intents that keep the language the conversation is in: "2" or "ok" says nothing about it.
 LANGUAGE_NEUTRAL = {"choose_option", "choose", "stale", "unknown"}
 # A request worth carrying over while we first ask who is writing or which delivery it is about.
-DEFERRABLE = {"where_is_parcel", "reschedule", "redirect_pickup", "white_glove", "instructions"}
+DEFERRABLE = {
+    "where_is_parcel",
+    "reschedule",
+    "redirect_pickup",
+    "white_glove",
+    "cancel_white_glove",
+    "instructions",
+}
 # intents whose text may hold a code that looks like a tracking number ("buzzer A1234567")
 KEEPS_ITS_CODES = {"instructions", "human"}
 
@@ -300,6 +307,11 @@ class Dialogs:
             await changes.redirect(turn, delivery)
         elif intent == "white_glove":
             await changes.white_glove(turn, delivery, parsed)
+        elif intent == "cancel_white_glove":
+            if delivery.white_glove and delivery.service_seconds_without_setup is None:
+                await self.ask_for_person(turn, parsed)  # sold with the order: the retailer's call
+            else:
+                await changes.call_off_white_glove(turn, delivery)
         elif intent == "instructions":
             await changes.instructions(turn, delivery, parsed.instructions)
         elif intent == "greeting":

@@ -29,6 +29,7 @@ CONTENT_INTENTS = (
     Intent.stop,
     Intent.human,
     Intent.change_language,
+    Intent.cancel_white_glove,
     Intent.white_glove,
     Intent.redirect_pickup,
     Intent.instructions,

@@ -862,15 +862,14 @@ INTENT_CUES += [
     ),
 ]
 
-# Calling off a booked in-home setup is a person's call (the scheduling service books setups, it does
-# not cancel them): it must outweigh the setup cues its words also match ("installation" is in two
-# languages' lists, 4 each), which would offer slots instead.
+# Calling off a booked in-home setup: it must outweigh the setup cues its words also match
+# ("installation" is in two languages' lists, 4 each), which would offer slots instead.
 SETUP_WORDS = (
     r"(?:in home )?(?:set up|setup|installation|install|assembly|montage|instalacion|armado|montaje)"
 )
 INTENT_CUES += [
     (
-        "human",
+        "cancel_white_glove",
         10,
         r"(?:cancel\w*|remove|skip|drop|do not (?:need|want)|no longer (?:need|want)|without|annul\w*"
         r"|enlev\w*|retir\w*|pas besoin|plus besoin|sans|quit\w*|(?:ya )?no (?:necesito|quiero)|sin)"

@@ -12,6 +12,7 @@ class Intent(enum.StrEnum):
     reschedule = "reschedule"
     redirect_pickup = "redirect_pickup"
     white_glove = "white_glove"
+    cancel_white_glove = "cancel_white_glove"
     instructions = "instructions"
     human = "human"
     yes = "yes"
