@@ -403,6 +403,19 @@ async def book_white_glove(
     )
 
 
+async def call_off_white_glove(
+    ctx: AppContext, user: ConsoleUser, delivery_id: int, conversation_id: int | None
+) -> ChangeResult:
+    return await _change_delivery(
+        ctx,
+        user,
+        delivery_id,
+        conversation_id,
+        lambda uow, delivery: service.cancel_white_glove(uow, delivery, actor(user), now=ctx.clock()),
+        lambda delivery: f"called off the white-glove setup of {delivery.tracking}",
+    )
+
+
 async def set_instructions(
     ctx: AppContext, user: ConsoleUser, delivery_id: int, instructions: str, conversation_id: int | None
 ) -> None:

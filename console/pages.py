@@ -53,6 +53,7 @@ DONE_MESSAGES = {
     "rescheduled": "Delivery rescheduled; the change log records you.",
     "redirected": "Delivery redirected to the pickup point.",
     "white_glove": "White-glove visit booked.",
+    "white_glove_called_off": "White-glove setup called off; the parcel keeps its window.",
     "instructions": "Instructions saved.",
 }
 
@@ -452,6 +453,21 @@ def build_router() -> APIRouter:
             conversation_id,
             "white_glove",
             lambda: actions.book_white_glove(ctx, user, delivery_id, window, conversation_id),
+            delivery_id=delivery_id,
+        )
+
+    @router.post("/conversations/{conversation_id}/deliveries/{delivery_id}/white-glove/call-off")
+    async def call_off_white_glove(
+        request: Request, ctx: Ctx, user: CurrentUser, conversation_id: int, delivery_id: int
+    ) -> Response:
+        await _visible_conversation(ctx, user, conversation_id)
+        return await _after(
+            request,
+            ctx,
+            user,
+            conversation_id,
+            "white_glove_called_off",
+            lambda: actions.call_off_white_glove(ctx, user, delivery_id, conversation_id),
             delivery_id=delivery_id,
         )
 

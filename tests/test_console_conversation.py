@@ -284,6 +284,52 @@ class TestActingOnTheDelivery:
             ).one()
             assert change.actor_id == "ana@acme.test" and change.channel == "console"
 
+    async def test_an_agent_calls_off_a_setup_booked_through_doorstep_and_not_one_sold_with_the_order(
+        self, client, ctx, acme_agent
+    ):
+        from scheduling.service import SYSTEM, white_glove_slots
+        from scheduling.service import book_white_glove as book
+
+        conversation = await seed_conversation(ctx, acme_agent.retailer_id, "A001")
+        sold_with_it = await seed_conversation(ctx, acme_agent.retailer_id, "A005")
+        async with ctx.uow() as uow:
+            delivery = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "A001"))).one()
+            slot = (await white_glove_slots(uow, delivery, days=1, now=ctx.clock()))[0]
+            await book(uow, delivery, slot.start, slot.end, SYSTEM, now=ctx.clock())
+        signed = await sign_in(client, "ana@acme.test")
+        assert (
+            'id="act-call-off-white-glove"'
+            not in (await client.get(f"/console/conversations/{sold_with_it}")).text
+        )
+        page = await client.get(f"/console/conversations/{conversation}")
+        assert 'id="act-call-off-white-glove"' in page.text
+        response = await client.post(
+            f"/console/conversations/{conversation}/deliveries/{delivery.id}/white-glove/call-off",
+            data={"csrf_token": signed.csrf},
+        )
+        assert response.status_code == 303, response.text
+        async with ctx.uow() as uow:
+            kept = await uow.session.get(Delivery, delivery.id)
+            assert kept.white_glove_start is None and (kept.window_start, kept.window_end) == (
+                slot.start,
+                slot.end,
+            )
+            change = (
+                await uow.session.exec(
+                    select(ChangeLog).where(
+                        ChangeLog.delivery_id == delivery.id, ChangeLog.kind == "white_glove_cancelled"
+                    )
+                )
+            ).one()
+            assert change.actor_id == "ana@acme.test" and change.channel == "console"
+        page = await client.get(f"/console/conversations/{conversation}")
+        assert "called off the white-glove setup of A001" in page.text
+        again = await client.post(
+            f"/console/conversations/{conversation}/deliveries/{delivery.id}/white-glove/call-off",
+            data={"csrf_token": signed.csrf},
+        )
+        assert again.status_code == 409 and "no in-home setup booked" in again.text
+
     async def test_an_agent_books_a_white_glove_slot_for_a_delivery_that_needs_one(
         self, client, ctx, acme_agent
     ):
