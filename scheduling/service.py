@@ -7,7 +7,7 @@ change log, records events, and commits. Domain errors say why a change cannot b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -807,12 +807,10 @@ async def cancel_white_glove(
         row = state.where[fresh.id or 0]
         route = state.routes[row]
         position = route.position_of(fresh.id or 0)
-        window = (
-            (state.seconds(fresh.window_start), state.seconds(fresh.window_end))
-            if fresh.window_start and fresh.window_end
-            else NO_WINDOW
+        # the same stop as loaded (window, what the driver reported), with the drop-off time and skills
+        spec = replace(
+            route.specs[position], service=fresh.service_seconds, skills=frozenset(fresh.skills or [])
         )
-        spec = _with_window(_spec(fresh, state, white_glove=False, service=fresh.service_seconds), window)
         changed[state.plan_id] = {
             row: route.without(fresh.id or 0, state.travel).with_stop(
                 position, locked.stop.id or 0, spec, state.travel

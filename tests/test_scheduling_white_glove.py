@@ -193,3 +193,34 @@ class TestCallingOffSetup:
         assert response.status_code == 404
         view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
         assert view["white_glove"]["slot"] is not None
+
+    async def test_after_a_failed_attempt_the_stop_stays_as_the_driver_reported_it(self, client, acme, ctx):
+        """The plan kept in memory after the call-off is the plan the database holds (the stop stays
+        visited, with the driver's times), not a fresh stop with the drop-off time."""
+        from core.models import RoutePlan
+        from scheduling.state import load_state, plan_state
+
+        await import_plan(client, acme, small_plan())
+        booked = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 16)}, headers=acme.headers
+        )
+        assert booked.status_code == 200, booked.text
+        failed = await client.post(
+            f"/api/v1/routes/{booked.json()['route']}/events",
+            json={
+                "type": "failed",
+                "tracking": "T002",
+                "reason": "nobody home",
+                "at": local(PLAN_DAY, 16, 30).isoformat(),
+            },
+            headers=acme.headers,
+        )
+        assert failed.status_code == 200, failed.text
+        called_off = await client.delete("/api/v1/deliveries/T002/white-glove", headers=acme.headers)
+        assert called_off.status_code == 200, called_off.text
+        async with ctx.uow() as uow:
+            plan = (await uow.session.exec(select(RoutePlan))).one()
+            kept = await plan_state(uow.session, plan)
+            stored = await load_state(uow.session, plan)
+        assert [r.specs for r in kept.routes] == [r.specs for r in stored.routes]
+        assert any(spec.done for r in kept.routes for spec in r.specs)
