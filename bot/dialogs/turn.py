@@ -20,6 +20,7 @@ MENU_INTENTS = {
     "menu:reschedule": "reschedule",
     "menu:pickup": "redirect_pickup",
     "menu:whiteglove": "white_glove",
+    "menu:whiteglove_cancel": "cancel_white_glove",
     "menu:instructions": "instructions",
     "menu:person": "human",
     "yes": "yes",
