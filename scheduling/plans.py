@@ -162,6 +162,8 @@ async def import_plan(
             list(job.skills),
         )
         delivery.white_glove, delivery.job_id = job.white_glove, job.id
+        # the retailer's plan now says what the stop is: a setup it carries is the retailer's to take off
+        delivery.service_seconds_without_setup = None
         delivery.instructions = job.instructions or delivery.instructions
         delivery.telegram_link_token = delivery.telegram_link_token or secrets.token_urlsafe(24)
         session.add(delivery)

@@ -224,3 +224,29 @@ class TestCallingOffSetup:
             stored = await load_state(uow.session, plan)
         assert [r.specs for r in kept.routes] == [r.specs for r in stored.routes]
         assert any(spec.done for r in kept.routes for spec in r.specs)
+
+    async def test_a_setup_the_plan_of_its_new_day_carries_is_the_retailers_to_take_off(self, client, acme):
+        """Booked, then moved to a day without a plan: that day's plan, when it comes, says what the stop
+        is. A setup it carries is the retailer's; the drop-off time Doorstep kept is forgotten."""
+        await import_plan(client, acme, small_plan())
+        booked = await client.post(
+            "/api/v1/deliveries/T002/white-glove", json={"slot": window(PLAN_DAY, 16)}, headers=acme.headers
+        )
+        assert booked.status_code == 200, booked.text
+        next_day = PLAN_DAY + timedelta(days=1)
+        moved = await client.post(
+            "/api/v1/deliveries/T002/reschedule", json={"window": window(next_day, 10)}, headers=acme.headers
+        )
+        assert moved.status_code == 200, moved.text
+        plan = small_plan(day=next_day.isoformat(), prefix="N")
+        plan["jobs"][1]["tracking"] = "T002"
+        plan["jobs"][1]["white_glove"], plan["jobs"][1]["service"] = True, 2700  # sold with a setup now
+        for vehicle in plan["vehicles"]:
+            vehicle["steps"] = [s for s in vehicle["steps"] if s.get("id") != 2 or s["type"] != "job"]
+        plan["vehicles"][2]["steps"].insert(1, {"type": "job", "id": 2})
+        await import_plan(client, acme, plan)
+        view = (await client.get("/api/v1/deliveries/T002", headers=acme.headers)).json()
+        assert view["date"] == next_day.isoformat() and view["white_glove"]["required"] is True
+        assert view["white_glove"]["cancellable"] is False
+        response = await client.delete("/api/v1/deliveries/T002/white-glove", headers=acme.headers)
+        assert response.status_code == 409 and response.json()["error"] == "SetupCameWithTheOrder"
