@@ -308,6 +308,20 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         zone = ZoneInfo(delivery.timezone)
         offers = [o for o in offers if o.start.astimezone(zone).date() != parsed.not_on]
     if not parsed.has_time:
+        if parsed.away:  # "what if I'm not home?": a pickup point or a safe place may suit better
+            turn.say(
+                turn._(
+                    "No problem. I can bring it at another time, send it to a pickup point, or the driver "
+                    "can leave it somewhere safe if you add a note. What would suit you?"
+                ),
+                [
+                    *offer_options(turn, delivery, offers[:OFFERS_SHOWN], "win"),
+                    turn.option(turn._("Pickup point"), "menu:pickup"),
+                    turn.option(turn._("Note for the driver"), "menu:instructions"),
+                ],
+                kind="reschedule.offer",
+            )
+            return
         if not offers:
             no_windows(turn)
             return

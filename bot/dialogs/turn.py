@@ -44,6 +44,7 @@ class Parsed:
     confidence: float = 1.0
     choice: str | None = None  # an offered payload (win:..., pp:..., ret:...) that was chosen
     not_on: date | None = None  # a day they said they are away: no window offered on it
+    away: bool = False  # they said they won't be there and asked no time
 
     @classmethod
     def of(cls, understood: Any) -> Parsed:
@@ -60,6 +61,7 @@ class Parsed:
             tracking=understood.tracking,
             confidence=float(understood.confidence),
             not_on=getattr(understood, "not_on", None),
+            away=bool(getattr(understood, "away", False)),
         )
 
     def as_state(self) -> dict[str, Any]:
@@ -70,6 +72,7 @@ class Parsed:
             "window_end": self.window_end.isoformat() if self.window_end else None,
             "instructions": self.instructions,
             "not_on": self.not_on.isoformat() if self.not_on else None,
+            "away": self.away,
         }
 
     @classmethod
@@ -83,6 +86,7 @@ class Parsed:
             window_end=instant(data.get("window_end")),
             instructions=data.get("instructions"),
             not_on=date.fromisoformat(data["not_on"]) if isinstance(data.get("not_on"), str) else None,
+            away=data.get("away") is True,
         )
 
     @property

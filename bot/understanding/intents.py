@@ -24,6 +24,10 @@ COURTESY = re.compile(COURTESY_TIME_PHRASES)
 CUES: list[tuple[Intent, float, re.Pattern[str]]] = [
     (Intent(name), weight, re.compile(WORD_PATTERN(pattern))) for name, weight, pattern in INTENT_CUES
 ]
+# "change the time", "reporter", "cambiar": asking for another time outright, not only saying they're away
+ASKS_ANOTHER_TIME = [
+    pattern for intent, weight, pattern in CUES if intent is Intent.reschedule and weight >= 3
+]
 # What a message is about, as opposed to social moves (yes, thanks, hello).
 CONTENT_INTENTS = (
     Intent.stop,

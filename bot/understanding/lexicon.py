@@ -472,7 +472,9 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         "reschedule",
         2,
         r"(?:not|be not|will not be|am not|wont be) (?:be )?(?:home|there|around|in|available)|at work|"
-        r"i am out|away|not available|busy|i work|working",
+        r"i am out|away|not available|busy|i work|working"
+        r"|(?:nobody|no one|noone|no ones) (?:will be |is |s |going to be )?(?:home|there|in)"
+        r"|if i miss (?:the |my )?(?:delivery|driver|it)",
     ),
     ("reschedule", 1, r"later|earlier|available|free|works for me|ok for me|fine for me|good for me"),
     (
@@ -494,7 +496,8 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         "reschedule",
         2,
         r"(?:pas|serai pas|suis pas|serais pas|ne serai pas) (?:la|chez nous|chez moi|a la maison|"
-        r"disponible|dispo)|absent|absente|au travail|au boulot|a la job|pas dispo",
+        r"disponible|dispo)|absent|absente|au travail|au boulot|a la job|pas dispo"
+        r"|personne (?:ne sera|ne va etre|n est|n y a|n y sera)",
     ),
     ("reschedule", 1, r"plus tard|plus tot|disponible|dispo|libre"),
     (

@@ -44,6 +44,9 @@ class Understanding:
     confidence: float
     # the day the recipient says they are away ("I won't be home tomorrow"), when no time was asked
     not_on: date | None = None
+    # they say they won't be there, ask no time and do not ask to change it ("what if I'm not home?"):
+    # every way round it helps, not only another time
+    away: bool = False
 
     def as_json(self) -> dict[str, object]:
         """The shape `python app.py understand` prints."""
@@ -61,4 +64,5 @@ class Understanding:
             "tracking": self.tracking,
             "confidence": round(self.confidence, 2),
             "not_on": self.not_on.isoformat() if self.not_on else None,
+            "away": self.away,
         }

@@ -75,6 +75,13 @@ def understand(
         if intent is Intent.reschedule and start is None and end is None
         else None
     )
+    away = (
+        intent is Intent.reschedule
+        and start is None
+        and end is None
+        and when.says_away(timed_text)
+        and not any(p.search(message.canonical) for p in intents.ASKS_ANOTHER_TIME)
+    )
     return Understanding(
         intent=intent,
         language=language,
@@ -95,6 +102,7 @@ def understand(
         tracking=tracking,
         confidence=confidence,
         not_on=not_on,
+        away=away,
     )
 
 

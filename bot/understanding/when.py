@@ -253,6 +253,9 @@ ABSENCE = _w(
     r"not (?:be )?(?:home|there|around|in|available)|be not (?:home|there|around|available)|will not be|"
     r"am not (?:home|there)|at work|i am out|away|busy|working|i work|stuck at|at the office|can not make it"
     r"|not (?:going to|gonna) be (?:home|there|around|in|available)|going to be out|be out"
+    r"|(?:nobody|no one|noone|no ones) (?:will be |is |s |going to be )?(?:home|there|in)"
+    r"|if i miss (?:the |my )?(?:delivery|driver|it)"
+    r"|personne (?:ne sera|ne va etre|n est|n y a|n y sera) ?(?:la|a la maison|chez (?:moi|nous))?"
     r"|(?:does|do|will|would) not work|not good for me|marche pas|fonctionne pas|no me sirve|no me funciona"
     r"|pas (?:la|chez (?:moi|nous)|a la maison|disponible|dispo)|absente?|au travail|au boulot|a la job|"
     r"je travaille|occupee?|je peux pas|je ne peux pas|au bureau|pas possible"
@@ -604,6 +607,12 @@ def warm(language: str) -> None:
     now = datetime.now(ZoneInfo("America/Toronto"))
     for phrase in ("28 november", "in 3 days", "3/12"):
         _dateparser_day(phrase, language, now)
+
+
+def says_away(canonical: str) -> bool:
+    """Does the message say the recipient won't be there ("what if I'm not home", "personne ne sera
+    là", "no hay nadie")?"""
+    return any(ABSENCE.search(f" {clause} ") for clause in CLAUSE_BREAK.split(spell_clock(canonical)))
 
 
 def excluded_day(canonical: str, *, now: datetime, timezone: str, language: str | None) -> date | None:
