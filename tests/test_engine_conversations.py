@@ -799,3 +799,27 @@ class TestHandoffBeforeTheRetailerIsKnown:
         assert "passing you to a person" in await chat.say("agent please")
         conversation = (await rows(ctx, Conversation))[0]
         assert conversation.status == ConversationStatus.needs_person and conversation.retailer_id is None
+
+
+class TestCallingOffASetup:
+    async def test_the_menu_offers_it_even_for_a_parcel_dropped_off_in_no_time(self, ctx, acme):
+        """VROOM's `service` defaults to 0: a drop-off time of 0 s is a real one to restore."""
+        from scheduling.service import SYSTEM, book_white_glove, white_glove_slots
+
+        await load_small_plan(ctx, acme.retailer_id)
+        async with ctx.uow() as uow:
+            t001 = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T001"))).one()
+            t001.service_seconds = 0
+            uow.session.add(t001)
+            await uow.commit()
+        async with ctx.uow() as uow:
+            slot = (await white_glove_slots(uow, t001, days=1, now=NOW))[0]
+            await book_white_glove(uow, t001, slot.start, slot.end, SYSTEM, now=NOW)
+        understanding = ScriptedUnderstanding({"where is my parcel": understood(Intent.where_is_parcel)})
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        await chat.say("where is my parcel")
+        assert "menu:whiteglove_cancel" in chat.payloads()
+        await chat.send(payload="menu:whiteglove_cancel")
+        assert chat.payloads() == ["yes", "no"]
+        assert "Done! The in-home setup is called off" in await chat.say(payload="yes")
+        assert (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0].service_seconds == 0
