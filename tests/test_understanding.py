@@ -291,6 +291,27 @@ class TestRescheduleAndOtherRequests:
         result = read(text, locale)
         assert result.intent is Intent.reschedule and not result.away, result
 
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("can you let me know when the driver is close", "en"),
+            ("will I get a text before the driver comes?", "en"),
+            ("pouvez-vous me prévenir quand le livreur arrive?", "fr_CA"),
+            ("textez-moi avant de passer", "fr_CA"),
+            ("¿me pueden avisar cuando esté cerca?", "es"),
+            ("avísenme antes de llegar", "es"),
+        ],
+    )
+    def test_asking_to_be_told_before_the_driver_comes(self, text, locale):
+        assert read(text, locale).intent is Intent.notify_me
+
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [("call me when you arrive", "en"), ("when will it arrive", "en"), ("¿cuándo llega?", "es")],
+    )
+    def test_a_call_or_a_when_is_not_asking_to_be_told(self, text, locale):
+        assert read(text, locale).intent is not Intent.notify_me
+
     def test_deliver_to_a_floor_is_still_a_note_for_the_driver(self):
         assert read("deliver to 2nd floor please").intent is Intent.instructions
 

@@ -19,6 +19,7 @@ from bot.identity import CHANGEABLE_STATUSES
 from core.logging import get_logger
 from core.models import Delivery, DeliveryStatus, PickupPoint, Stop
 from core.resilience import is_transient_conflict
+from notifications.timing import ARRIVING_MINUTES, DEFAULT_ARRIVING_STOPS
 from scheduling import service
 from scheduling.service import (
     DAY_KEYS,
@@ -690,6 +691,35 @@ async def commit_white_glove_cancel(turn: Turn, delivery: Delivery) -> None:
         if kept.window_start and kept.window_end
         else turn._("Done! The in-home setup is called off."),
         kind="whiteglove.cancelled",
+    )
+
+
+# --- "let me know when it's close" ---------------------------------------------------------------
+
+
+async def when_we_write(turn: Turn, delivery: Delivery) -> None:
+    """Say when the arriving message goes (notifications/outreach.py: a few stops or 30 minutes away)."""
+    if delivery.status not in (DeliveryStatus.scheduled, DeliveryStatus.out_for_delivery):
+        await status(turn, delivery)
+        return
+    retailer = turn.retailers.get(delivery.retailer_id)
+    stops = int((retailer.settings if retailer else {}).get("arriving_stops", DEFAULT_ARRIVING_STOPS))
+    turn.say(
+        turn._(
+            "Yes: we'll send you a message when the driver is %(stops)s stops or %(minutes)s minutes away, "
+            "with the time they expect to arrive. You'll also hear from us the morning of the delivery.",
+            stops=stops,
+            minutes=ARRIVING_MINUTES,
+        )
+        if delivery.status == DeliveryStatus.scheduled
+        else turn._(
+            "Yes: we'll send you a message when the driver is %(stops)s stops or %(minutes)s minutes away, "
+            "with the time they expect to arrive.",
+            stops=stops,
+            minutes=ARRIVING_MINUTES,
+        ),
+        menu(turn, delivery),
+        kind="notify.when",
     )
 
 

@@ -39,6 +39,7 @@ DEFERRABLE = {
     "white_glove",
     "cancel_white_glove",
     "instructions",
+    "notify_me",
 }
 # intents whose text may hold a code that looks like a tracking number ("buzzer A1234567")
 KEEPS_ITS_CODES = {"instructions", "human"}
@@ -314,6 +315,8 @@ class Dialogs:
                 await changes.call_off_white_glove(turn, delivery)
         elif intent == "instructions":
             await changes.instructions(turn, delivery, parsed.instructions)
+        elif intent == "notify_me":
+            await changes.when_we_write(turn, delivery)
         elif intent == "greeting":
             self.greet(turn)
             await changes.status(turn, delivery)

@@ -37,6 +37,7 @@ CONTENT_INTENTS = (
     Intent.white_glove,
     Intent.redirect_pickup,
     Intent.instructions,
+    Intent.notify_me,
     Intent.reschedule,
     Intent.where_is_parcel,
 )

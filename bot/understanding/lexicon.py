@@ -880,6 +880,27 @@ INTENT_CUES += [
     ),
 ]
 
+# "Let me know when the driver is close": the reply says when the arriving message goes. It must
+# outweigh "when ... arrive" (where is my parcel, 3) and "can you ... come" (reschedule, 2).
+INTENT_CUES += [
+    (
+        "notify_me",
+        6,
+        r"(?:let me know|notify me|text me|message me|warn me|alert me"
+        r"|give me a heads up|send me (?:a )?(?:text|message|notification|sms))"
+        r" (?:\w+ ){0,4}(?:when|before|once|if)"
+        r"|(?:get|receive) (?:a )?(?:text|message|notification|sms|heads up)"
+        r" (?:\w+ ){0,4}(?:when|before|once)"
+        r"|(?:previen|prevenez|avertissez|avisez|texte|textez|ecrivez) (?:moi|nous)"
+        r" (?:\w+ ){0,3}(?:quand|avant|lorsque)"
+        r"|me (?:prevenir|texter|avertir|aviser|ecrire) (?:\w+ ){0,3}(?:quand|avant|lorsque)"
+        r"|(?:avisa|avise|avisen|avisenme|aviseme|avisame|escribanme|escribame)"
+        r" (?:\w+ ){0,3}(?:cuando|antes)"
+        r"|me (?:pueden|puede|podrian|podria|van a|va a) (?:avisar|escribir|mandar)"
+        r" (?:\w+ ){0,4}(?:cuando|antes)",
+    ),
+]
+
 # Opening hours of the pickup point it is going to: the status reply gives them.
 INTENT_CUES += [
     (

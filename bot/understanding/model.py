@@ -13,6 +13,7 @@ class Intent(enum.StrEnum):
     redirect_pickup = "redirect_pickup"
     white_glove = "white_glove"
     cancel_white_glove = "cancel_white_glove"
+    notify_me = "notify_me"
     instructions = "instructions"
     human = "human"
     yes = "yes"
