@@ -712,6 +712,7 @@ async def when_we_write(turn: Turn, delivery: Delivery) -> None:
             minutes=ARRIVING_MINUTES,
         )
         if delivery.status == DeliveryStatus.scheduled
+        and delivery.day > turn.now.astimezone(ZoneInfo(delivery.timezone)).date()  # the morning is to come
         else turn._(
             "Yes: we'll send you a message when the driver is %(stops)s stops or %(minutes)s minutes away, "
             "with the time they expect to arrive.",
