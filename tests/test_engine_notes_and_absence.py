@@ -52,12 +52,43 @@ class TestReadingAnAbsence:
             ("je serai absent vendredi", "fr_CA", date(2026, 11, 27)),
             ("no estaré en casa mañana", "es", date(2026, 11, 25)),
             ("no voy a estar el viernes", "es", date(2026, 11, 27)),
+            ("no one's home tomorrow", "en", date(2026, 11, 25)),
+            ("personne ne sera là demain", "fr_CA", date(2026, 11, 25)),
         ],
     )
     def test_the_day_they_are_away_is_reported_as_excluded(self, text, locale, day):
         understood = read(text, locale)
         assert understood.intent is Intent.reschedule and understood.window_start is None
         assert understood.not_on == day and understood.as_json()["not_on"] == day.isoformat()
+
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("what if I'm not home?", "en"),
+            ("nobody will be home", "en"),
+            ("no one's home tomorrow", "en"),
+            ("et si je ne suis pas à la maison?", "fr_CA"),
+            ("personne ne sera là", "fr_CA"),
+            ("¿y si no estoy en casa?", "es"),
+            ("no hay nadie en casa", "es"),
+        ],
+    )
+    def test_saying_they_are_away_asks_for_every_way_round_it(self, text, locale):
+        result = read(text, locale)
+        assert result.intent is Intent.reschedule and result.away, result
+
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("I won't be home, can we change the time?", "en"),
+            ("je ne serai pas là, pouvez-vous reporter?", "fr_CA"),
+            ("can you come friday morning, I'm at work today", "en"),
+            ("can it come later?", "en"),
+        ],
+    )
+    def test_asking_for_another_time_is_not_only_being_away(self, text, locale):
+        result = read(text, locale)
+        assert result.intent is Intent.reschedule and not result.away, result
 
     def test_a_request_for_a_time_excludes_nothing(self):
         understood = read("not home tomorrow morning, afternoon would be better", "en")

@@ -265,35 +265,6 @@ class TestRescheduleAndOtherRequests:
     @pytest.mark.parametrize(
         ("text", "locale"),
         [
-            ("what if I'm not home?", "en"),
-            ("nobody will be home", "en"),
-            ("no one's home tomorrow", "en"),
-            ("et si je ne suis pas à la maison?", "fr_CA"),
-            ("personne ne sera là", "fr_CA"),
-            ("¿y si no estoy en casa?", "es"),
-            ("no hay nadie en casa", "es"),
-        ],
-    )
-    def test_saying_they_are_away_asks_for_every_way_round_it(self, text, locale):
-        result = read(text, locale)
-        assert result.intent is Intent.reschedule and result.away, result
-
-    @pytest.mark.parametrize(
-        ("text", "locale"),
-        [
-            ("I won't be home, can we change the time?", "en"),
-            ("je ne serai pas là, pouvez-vous reporter?", "fr_CA"),
-            ("can you come friday morning, I'm at work today", "en"),
-            ("can it come later?", "en"),
-        ],
-    )
-    def test_asking_for_another_time_is_not_only_being_away(self, text, locale):
-        result = read(text, locale)
-        assert result.intent is Intent.reschedule and not result.away, result
-
-    @pytest.mark.parametrize(
-        ("text", "locale"),
-        [
             ("can you let me know when the driver is close", "en"),
             ("will I get a text before the driver comes?", "en"),
             ("pouvez-vous me prévenir quand le livreur arrive?", "fr_CA"),
