@@ -203,6 +203,12 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
+    @property
+    def setup_booked_through_doorstep(self) -> bool:
+        """Its in-home setup was booked here, not sold with the order: the recipient or an agent may
+        call it off (the drop-off time to restore is kept)."""
+        return self.service_seconds_without_setup is not None
+
 
 # --- the route plan ------------------------------------------------------------------------------
 

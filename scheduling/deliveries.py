@@ -68,8 +68,7 @@ async def delivery_view(uow: UnitOfWork, delivery: Delivery) -> dict[str, Any]:
                 if delivery.white_glove_start
                 else None
             ),
-            # booked through Doorstep, so the recipient or an agent can call it off
-            "cancellable": delivery.service_seconds_without_setup is not None,
+            "cancellable": delivery.setup_booked_through_doorstep,
         },
         "proof": delivery.proof or None,
         "failure_reason": delivery.failure_reason or None,

@@ -793,7 +793,7 @@ async def cancel_white_glove(
     _check_changeable(fresh, locked.stop)
     if not fresh.white_glove:
         raise NoSetupBooked("this delivery has no in-home setup booked")
-    if fresh.service_seconds_without_setup is None:
+    if fresh.service_seconds_without_setup is None:  # not booked through Doorstep: sold with the order
         raise SetupCameWithTheOrder("the in-home setup came with the order: the retailer can take it off")
     before = _snapshot(fresh, locked.stop)
     slot_start, slot_end = fresh.white_glove_start, fresh.white_glove_end

@@ -76,11 +76,7 @@ def menu(turn: Turn, delivery: Delivery | None) -> list[tuple[Any, Any]]:
         options.append(turn.option(turn._("Pickup point"), "menu:pickup"))
         if delivery is not None and delivery.white_glove and delivery.white_glove_start is None:
             options.append(turn.option(turn._("In-home setup"), "menu:whiteglove"))
-        if (
-            delivery is not None
-            and delivery.white_glove_start
-            and delivery.service_seconds_without_setup is not None
-        ):
+        if delivery is not None and delivery.white_glove_start and delivery.setup_booked_through_doorstep:
             options.append(turn.option(turn._("Call off the setup"), "menu:whiteglove_cancel"))
         options.append(turn.option(turn._("Note for the driver"), "menu:instructions"))
     else:

@@ -309,7 +309,7 @@ class Dialogs:
         elif intent == "white_glove":
             await changes.white_glove(turn, delivery, parsed)
         elif intent == "cancel_white_glove":
-            if delivery.white_glove and delivery.service_seconds_without_setup is None:
+            if delivery.white_glove and not delivery.setup_booked_through_doorstep:
                 await self.ask_for_person(turn, parsed)  # sold with the order: the retailer's call
             else:
                 await changes.call_off_white_glove(turn, delivery)
