@@ -811,11 +811,7 @@ async def cancel_white_glove(
         spec = replace(
             route.specs[position], service=fresh.service_seconds, skills=frozenset(fresh.skills or [])
         )
-        changed[state.plan_id] = {
-            row: route.without(fresh.id or 0, state.travel).with_stop(
-                position, locked.stop.id or 0, spec, state.travel
-            )
-        }
+        changed[state.plan_id] = {row: route.with_spec(position, spec, state.travel)}
     installs = await _commit_routes(uow, locked, changed, retailer, skip_eta_for=fresh.id)
     if locked.stop is not None:
         await session.refresh(locked.stop)

@@ -90,6 +90,16 @@ class RouteState:
             [*self.specs[:position], spec, *self.specs[position:]],
         ).compute(travel)
 
+    def with_spec(self, position: int, spec: StopSpec, travel: TravelModel) -> RouteState:
+        """The same stops, the one at `position` with a new spec (a shorter service, other skills)."""
+        return RouteState(
+            self.vehicle_id,
+            self.spec,
+            list(self.stop_ids),
+            list(self.delivery_ids),
+            [*self.specs[:position], spec, *self.specs[position + 1 :]],
+        ).compute(travel)
+
     def late_keys(self) -> set[int]:
         return {self.specs[i].key for i in self.timing.late_stops}
 
