@@ -70,18 +70,14 @@ def understand(
     )
     if intent not in TIMED_INTENTS:
         start = end = None
+    asks_no_time = intent is Intent.reschedule and start is None and end is None
+    absent = when.absent_clauses(timed_text) if asks_no_time else []
     not_on = (
-        when.excluded_day(timed_text, now=local_now, timezone=timezone, language=reading_language)
-        if intent is Intent.reschedule and start is None and end is None
+        when.excluded_day(absent, now=local_now, timezone=timezone, language=reading_language)
+        if absent
         else None
     )
-    away = (
-        intent is Intent.reschedule
-        and start is None
-        and end is None
-        and when.says_away(timed_text)
-        and not any(p.search(message.canonical) for p in intents.ASKS_ANOTHER_TIME)
-    )
+    away = bool(absent) and not any(p.search(message.canonical) for p in intents.ASKS_ANOTHER_TIME)
     return Understanding(
         intent=intent,
         language=language,

@@ -609,20 +609,19 @@ def warm(language: str) -> None:
         _dateparser_day(phrase, language, now)
 
 
-def says_away(canonical: str) -> bool:
-    """Does the message say the recipient won't be there ("what if I'm not home", "personne ne sera
-    là", "no hay nadie")?"""
-    return any(ABSENCE.search(f" {clause} ") for clause in CLAUSE_BREAK.split(spell_clock(canonical)))
+def absent_clauses(canonical: str) -> list[str]:
+    """The clauses (padded) that say the recipient won't be there ("what if I'm not home", "personne
+    ne sera là demain", "no hay nadie")."""
+    padded = (f" {clause} " for clause in CLAUSE_BREAK.split(spell_clock(canonical)))
+    return [clause for clause in padded if ABSENCE.search(clause)]
 
 
-def excluded_day(canonical: str, *, now: datetime, timezone: str, language: str | None) -> date | None:
+def excluded_day(absent: list[str], *, now: datetime, timezone: str, language: str | None) -> date | None:
     """The day a recipient says they will be away ("I won't be home tomorrow", "pas là vendredi", "no
-    estaré el lunes"), for a message that asks no time of its own; None when no absence names a day."""
+    estaré el lunes"), read in the `absent_clauses` of a message that asks no time of its own; None
+    when no absence names a day."""
     local_now = now.astimezone(ZoneInfo(timezone))
-    for clause in CLAUSE_BREAK.split(spell_clock(canonical)):
-        padded = f" {clause} "
-        if not ABSENCE.search(padded):
-            continue
+    for padded in absent:
         reading = Reading()
         _read_day(padded, reading, today=local_now.date(), language=language, now=local_now)
         if reading.day is not None and reading.day_end is None:
