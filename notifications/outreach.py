@@ -62,10 +62,10 @@ from notifications.templates import (
 )
 from notifications.timing import (
     ARRIVING_MINUTES,
-    DEFAULT_ARRIVING_STOPS,
     DEFAULT_MORNING_TIME,
     DEFAULT_REMINDER_TIME,
     BadTimeOfDay,
+    arriving_stops,
     local_time_on,
     quiet_until,
 )
@@ -259,7 +259,7 @@ def plan_for(event: ev.Event, retailer: Retailer, delivery: Delivery, now: datet
         context: dict[str, Any] = {"day": day, "eta": _iso(event.eta)}
         plan.wanted.append(Wanted("out_for_delivery", d, r, f"out_for_delivery:{d}:{day}", now, context))
     elif isinstance(event, ev.EtaChanged):
-        threshold = int(retailer.settings.get("arriving_stops", DEFAULT_ARRIVING_STOPS))
+        threshold = arriving_stops(retailer.settings)
         close = event.stops_away <= threshold or event.eta - now <= timedelta(minutes=ARRIVING_MINUTES)
         if close and delivery.status in UPCOMING:
             day = _day_key(delivery, delivery.window_start or event.eta)
@@ -449,7 +449,7 @@ async def _arriving_from_progress(
             continue
         stops_away = ahead.get(stop.vehicle_id, 0)
         ahead[stop.vehicle_id] = stops_away + 1
-        threshold = int(retailer.settings.get("arriving_stops", DEFAULT_ARRIVING_STOPS))
+        threshold = arriving_stops(retailer.settings)
         soon = stop.eta is not None and stop.eta - now <= timedelta(minutes=ARRIVING_MINUTES)
         if stops_away <= threshold or soon:
             day = _day_key(delivery, delivery.window_start or now)

@@ -7,7 +7,9 @@ both sides of a DST change (the UTC instant moves by an hour, the local time doe
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -15,6 +17,11 @@ DEFAULT_REMINDER_TIME = "18:00"
 DEFAULT_MORNING_TIME = "08:00"
 DEFAULT_ARRIVING_STOPS = 3
 ARRIVING_MINUTES = 30
+
+
+def arriving_stops(settings: Mapping[str, Any] | None) -> int:
+    """How many stops away the arriving message goes (a retailer's `arriving_stops`, 3 by default)."""
+    return int((settings or {}).get("arriving_stops", DEFAULT_ARRIVING_STOPS))
 
 
 class BadTimeOfDay(ValueError):

@@ -19,7 +19,7 @@ from bot.identity import CHANGEABLE_STATUSES
 from core.logging import get_logger
 from core.models import Delivery, DeliveryStatus, PickupPoint, Stop
 from core.resilience import is_transient_conflict
-from notifications.timing import ARRIVING_MINUTES, DEFAULT_ARRIVING_STOPS
+from notifications.timing import ARRIVING_MINUTES, arriving_stops
 from scheduling import service
 from scheduling.service import (
     DAY_KEYS,
@@ -699,7 +699,7 @@ async def when_we_write(turn: Turn, delivery: Delivery) -> None:
         await status(turn, delivery)
         return
     retailer = turn.retailers.get(delivery.retailer_id)
-    stops = int((retailer.settings if retailer else {}).get("arriving_stops", DEFAULT_ARRIVING_STOPS))
+    stops = arriving_stops(retailer.settings if retailer else None)
     turn.say(
         turn._(
             "Yes: we'll send you a message when the driver is %(stops)s stops or %(minutes)s minutes away, "
