@@ -700,24 +700,16 @@ async def when_we_write(turn: Turn, delivery: Delivery) -> None:
         return
     retailer = turn.retailers.get(delivery.retailer_id)
     stops = arriving_stops(retailer.settings if retailer else None)
-    turn.say(
-        turn._(
-            "Yes: we'll send you a message when the driver is %(stops)s stops or %(minutes)s minutes away, "
-            "with the time they expect to arrive. You'll also hear from us the morning of the delivery.",
-            stops=stops,
-            minutes=ARRIVING_MINUTES,
-        )
-        if delivery.status == DeliveryStatus.scheduled
-        and delivery.day > turn.now.astimezone(ZoneInfo(delivery.timezone)).date()  # the morning is to come
-        else turn._(
-            "Yes: we'll send you a message when the driver is %(stops)s stops or %(minutes)s minutes away, "
-            "with the time they expect to arrive.",
-            stops=stops,
-            minutes=ARRIVING_MINUTES,
-        ),
-        menu(turn, delivery),
-        kind="notify.when",
+    text = turn._(
+        "Yes: we'll send you a message when the driver is %(stops)s stops or %(minutes)s minutes away, "
+        "with the time they expect to arrive.",
+        stops=stops,
+        minutes=ARRIVING_MINUTES,
     )
+    local_today = turn.now.astimezone(ZoneInfo(delivery.timezone)).date()
+    if delivery.status == DeliveryStatus.scheduled and delivery.day > local_today:  # the morning is to come
+        text += " " + turn._("You'll also hear from us the morning of the delivery.")
+    turn.say(text, menu(turn, delivery), kind="notify.when")
 
 
 # --- instructions for the driver -----------------------------------------------------------------
