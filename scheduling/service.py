@@ -141,6 +141,10 @@ class SetupCameWithTheOrder(SchedulingError):
 
 
 CHANGEABLE = (DeliveryStatus.pooled, DeliveryStatus.scheduled, DeliveryStatus.failed)
+# A parcel on its way to a pickup point can still come to the door or go to another point: the
+# recipient changed their mind before it got there. Other changes (a note for the driver, a setup
+# called off) are for parcels coming to the door.
+MOVABLE = (*CHANGEABLE, DeliveryStatus.redirected)
 DEFAULT_CUTOFF_MINUTES = 60
 DEFAULT_SLOT_CAPACITY = 20
 DEFAULT_DELIVERY_HOURS = ("08:00", "20:00")
@@ -231,8 +235,10 @@ async def _stop_of(session: AsyncSession, delivery_id: int | None) -> Stop | Non
     ).first()
 
 
-def _check_changeable(delivery: Delivery, stop: Stop | None) -> None:
-    if delivery.status not in CHANGEABLE:
+def _check_changeable(
+    delivery: Delivery, stop: Stop | None, allowed: tuple[DeliveryStatus, ...] = CHANGEABLE
+) -> None:
+    if delivery.status not in allowed:
         raise DeliveryNotChangeable(f"a delivery that is {delivery.status} cannot be changed")
     if stop is not None and stop.status in (StopStatus.arrived, StopStatus.done):
         raise DeliveryNotChangeable("the driver has already reached this stop")
@@ -479,7 +485,7 @@ async def offer_windows(
     """Windows the delivery can move to, each feasible now: same day first, then least detour."""
     session = uow.session
     fresh = await _fresh(session, delivery.id)
-    _check_changeable(fresh, await _stop_of(session, fresh.id))
+    _check_changeable(fresh, await _stop_of(session, fresh.id), MOVABLE)
     retailer = await _retailer(session, fresh.retailer_id)
     return await _offers(session, retailer, fresh, days=days, now=now, white_glove=False)
 
@@ -490,7 +496,7 @@ async def white_glove_slots(
     """In-home setup slots on a crew's route, each feasible now with the crew's longer service."""
     session = uow.session
     fresh = await _fresh(session, delivery.id)
-    _check_changeable(fresh, await _stop_of(session, fresh.id))
+    _check_changeable(fresh, await _stop_of(session, fresh.id), MOVABLE)
     retailer = await _retailer(session, fresh.retailer_id)
     return await _offers(session, retailer, fresh, days=days, now=now, white_glove=True)
 
@@ -586,6 +592,14 @@ async def _move_pool_place(
     return True
 
 
+async def _release_pickup_place(session: AsyncSession, delivery: Delivery) -> None:
+    """A parcel that was going to a pickup point gives its place there back."""
+    if delivery.status != DeliveryStatus.redirected:
+        return
+    await session.exec(delete(PickupReservation).where(col(PickupReservation.delivery_id) == delivery.id))
+    delivery.pickup_point_id = None
+
+
 @dataclass
 class _Moved:
     delivery: Delivery
@@ -655,7 +669,7 @@ async def _move(
     targets = await _plans_on(session, retailer.id or 0, day)
     locked = await _lock(session, delivery, [p.id or 0 for p in targets])
     fresh = locked.delivery
-    _check_changeable(fresh, locked.stop)
+    _check_changeable(fresh, locked.stop, MOVABLE)
     unavailable = SlotUnavailable if white_glove else WindowUnavailable
     service = white_glove_service_seconds(retailer, fresh) if white_glove else fresh.service_seconds
 
@@ -706,6 +720,7 @@ async def _move(
             raise await refuse("that slot is full")
     else:
         await _release_pool_place(session, fresh)
+    await _release_pickup_place(session, fresh)
 
     changed: dict[int, dict[int, RouteState]] = {}
     await _take_off_route(uow, locked, changed)
@@ -920,7 +935,7 @@ async def pickup_options(
     """The retailer's nearest pickup points open when the parcel could get there, with room that day."""
     session = uow.session
     fresh = await _fresh(session, delivery.id)
-    _check_changeable(fresh, await _stop_of(session, fresh.id))
+    _check_changeable(fresh, await _stop_of(session, fresh.id), MOVABLE)
     retailer = await _retailer(session, fresh.retailer_id)
     return (await _pickup_options(session, retailer, fresh, now))[: max(0, limit)]
 
@@ -933,7 +948,9 @@ async def redirect_to_pickup(
     retailer = await _retailer(session, delivery.retailer_id)
     locked = await _lock(session, delivery, [])
     fresh = locked.delivery
-    _check_changeable(fresh, locked.stop)
+    _check_changeable(fresh, locked.stop, MOVABLE)
+    if fresh.status == DeliveryStatus.redirected and fresh.pickup_point_id == pickup_point_id:
+        return ChangeResult(fresh, fresh.window_start, fresh.window_end, None, None)
     point = (
         await session.exec(
             select(PickupPoint)
@@ -953,6 +970,7 @@ async def redirect_to_pickup(
         raise PickupPointUnavailable(f"{point.name} is closed when the parcel could get there")
     option = options[0]
     before = _snapshot(fresh, locked.stop)
+    await _release_pickup_place(session, fresh)
     session.add(
         PickupReservation(pickup_point_id=pickup_point_id, delivery_id=fresh.id or 0, day=day, created_at=now)
     )

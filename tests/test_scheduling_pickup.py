@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlmodel import select
 
-from core.models import PickupReservation, Stop
-from scheduling.events import RedirectedToPickup
+from core.models import Delivery, PickupReservation, Stop
+from scheduling.events import DeliveryRescheduled, RedirectedToPickup
+from tests.conftest import make_tenant
 from tests.plans import DAY, small_plan
-from tests.scheduling_support import import_plan, local, published_events, violations
+from tests.scheduling_support import import_plan, local, published_events, violations, window
 
 PLAN_DAY = date.fromisoformat(DAY)
+NEXT_DAY = PLAN_DAY + timedelta(days=1)
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +90,10 @@ class TestRedirecting:
         again = await client.post(
             "/api/v1/deliveries/T001/redirect", json={"pickup_point": point["id"]}, headers=acme.headers
         )
-        assert again.status_code == 409  # already redirected
+        assert again.status_code == 200 and again.json()["status"] == "redirected"  # already going there
+        async with ctx.uow() as uow:
+            assert len((await uow.session.exec(select(PickupReservation))).all()) == 1
+        assert len([e for e in fixed_clock if isinstance(e, RedirectedToPickup)]) == 1
 
     async def test_a_full_point_answers_409(self, client, acme):
         plan = small_plan()
@@ -127,3 +132,114 @@ class TestRedirecting:
         for body in ({}, {"pickup_point": "PP1"}, {"pickup_point": 0}):
             response = await client.post("/api/v1/deliveries/T001/redirect", json=body, headers=acme.headers)
             assert response.status_code == 422
+
+
+async def redirect(client, tenant, external_id, tracking="T001"):
+    point = next(p for p in await points(client, tenant, tracking) if p["external_id"] == external_id)
+    response = await client.post(
+        f"/api/v1/deliveries/{tracking}/redirect", json={"pickup_point": point["id"]}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    return point
+
+
+async def reservations(ctx):
+    async with ctx.uow() as uow:
+        return [
+            (r.delivery_id, r.pickup_point_id) for r in (await uow.session.exec(select(PickupReservation)))
+        ]
+
+
+class TestChangingTheirMind:
+    """A parcel on its way to a pickup point can still come to the door, or go to another point."""
+
+    async def test_it_comes_back_to_the_door_on_a_route_and_the_point_gets_its_place_back(
+        self, client, acme, ctx, fixed_clock
+    ):
+        plan = small_plan()
+        plan["pickup_points"][0]["capacity"] = 1
+        await import_plan(client, acme, plan)
+        await redirect(client, acme, "PP1")
+        windows = await client.get("/api/v1/deliveries/T001/windows", headers=acme.headers)
+        assert windows.status_code == 200 and windows.json()["windows"]
+        home = await client.post(
+            "/api/v1/deliveries/T001/reschedule", json={"window": window(PLAN_DAY, 14)}, headers=acme.headers
+        )
+        assert home.status_code == 200, home.text
+        assert home.json()["status"] == "scheduled" and home.json()["route"] is not None
+        view = (await client.get("/api/v1/deliveries/T001", headers=acme.headers)).json()
+        assert view["pickup_point"] is None and view["route"]["id"] == home.json()["route"]
+        assert await reservations(ctx) == []
+        assert await violations(ctx) == []
+        assert [type(e) for e in fixed_clock if isinstance(e, RedirectedToPickup | DeliveryRescheduled)] == [
+            RedirectedToPickup,
+            DeliveryRescheduled,
+        ]
+        brought_home = (await client.get("/api/v1/changes", headers=acme.headers)).json()["changes"][-1]
+        assert brought_home["kind"] == "rescheduled"
+        assert brought_home["before"]["status"] == "redirected" and brought_home["before"]["pickup_point"]
+        assert (
+            brought_home["after"]["status"] == "scheduled" and brought_home["after"]["pickup_point"] is None
+        )
+        await redirect(client, acme, "PP1", "T002")  # the place T001 gave back
+
+    async def test_it_can_come_to_the_door_on_a_day_without_a_plan(self, client, ctx):
+        tenant = await make_tenant(ctx, "pooling", settings={"slot_capacity": {"default": 3}})
+        await import_plan(client, tenant, small_plan())
+        await redirect(client, tenant, "PP1")
+        pooled = await client.post(
+            "/api/v1/deliveries/T001/reschedule",
+            json={"window": window(NEXT_DAY, 10)},
+            headers=tenant.headers,
+        )
+        assert pooled.status_code == 200, pooled.text
+        assert pooled.json()["status"] == "pooled"
+        assert await reservations(ctx) == []
+        async with ctx.uow() as uow:
+            t001 = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T001"))).one()
+            assert t001.pickup_point_id is None and t001.day == NEXT_DAY
+
+    async def test_it_can_go_to_another_point_and_frees_the_first(self, client, acme, ctx, fixed_clock):
+        plan = small_plan()
+        plan["pickup_points"][0]["capacity"] = 1
+        await import_plan(client, acme, plan)
+        first = await redirect(client, acme, "PP1")
+        second = await redirect(client, acme, "PP2")
+        view = (await client.get("/api/v1/deliveries/T001", headers=acme.headers)).json()
+        assert view["status"] == "redirected" and view["pickup_point"]["external_id"] == "PP2"
+        assert [point for _, point in await reservations(ctx)] == [second["id"]]
+        assert [e.pickup_point_id for e in fixed_clock if isinstance(e, RedirectedToPickup)] == [
+            first["id"],
+            second["id"],
+        ]
+        await redirect(client, acme, "PP1", "T002")  # PP1's one place is free again
+
+    async def test_a_full_second_point_keeps_the_first(self, client, acme, ctx):
+        plan = small_plan()
+        plan["pickup_points"][1]["capacity"] = 1
+        await import_plan(client, acme, plan)
+        annex = await redirect(client, acme, "PP2", "T002")  # the annex's one place
+        first = await redirect(client, acme, "PP1")
+        refused = await client.post(
+            "/api/v1/deliveries/T001/redirect", json={"pickup_point": annex["id"]}, headers=acme.headers
+        )
+        assert refused.status_code == 409 and refused.json()["error"] == "PickupPointFull"
+        assert sorted(point for _, point in await reservations(ctx)) == sorted([annex["id"], first["id"]])
+        view = (await client.get("/api/v1/deliveries/T001", headers=acme.headers)).json()
+        assert view["status"] == "redirected" and view["pickup_point"]["external_id"] == "PP1"
+
+    async def test_a_parcel_waiting_at_the_point_is_no_longer_changed_here(self, client, acme, ctx):
+        await import_plan(client, acme, small_plan())
+        await redirect(client, acme, "PP1")
+        async with ctx.uow() as uow:
+            t001 = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T001"))).one()
+            t001.status = "ready_for_pickup"
+            uow.session.add(t001)
+            await uow.commit()
+        home = await client.post(
+            "/api/v1/deliveries/T001/reschedule", json={"window": window(PLAN_DAY, 14)}, headers=acme.headers
+        )
+        assert home.status_code == 409 and home.json()["error"] == "DeliveryNotChangeable"
+        other = await client.get("/api/v1/deliveries/T001/pickup-points", headers=acme.headers)
+        assert other.status_code == 409
+        assert len(await reservations(ctx)) == 1

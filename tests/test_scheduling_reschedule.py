@@ -255,7 +255,7 @@ class TestRescheduling:
 class TestWhatCannotBeChanged:
     async def test_a_finished_or_departed_delivery_is_not_changeable(self, client, acme, ctx):
         await import_plan(client, acme, small_plan())
-        for status in ("delivered", "cancelled", "redirected", "out_for_delivery"):
+        for status in ("delivered", "cancelled", "ready_for_pickup", "out_for_delivery"):
             async with ctx.uow() as uow:
                 d = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T001"))).one()
                 d.status = status
