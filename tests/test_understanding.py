@@ -283,6 +283,37 @@ class TestRescheduleAndOtherRequests:
     def test_a_call_or_a_when_is_not_asking_to_be_told(self, text, locale):
         assert read(text, locale).intent is not Intent.notify_me
 
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("actually, can you deliver it home instead?", "en"),
+            ("I'd rather have it delivered at home", "en"),
+            ("I don't want the pickup point anymore", "en"),
+            ("cancel the pickup point", "en"),
+            ("finalement, livrez-le chez moi", "fr_CA"),
+            ("annulez le point de retrait", "fr_CA"),
+            ("mejor entréguenlo en mi casa", "es"),
+            ("ya no quiero el punto de recogida", "es"),
+        ],
+    )
+    def test_the_door_rather_than_a_pickup_point_is_a_time_at_the_door(self, text, locale):
+        result = read(text, locale)
+        assert result.intent is Intent.reschedule and result.home
+
+    @pytest.mark.parametrize(
+        ("text", "locale", "intent"),
+        [
+            ("another pickup point please", "en", Intent.redirect_pickup),
+            ("deliver to my new address", "en", Intent.human),
+            ("I won't be home tomorrow", "en", Intent.reschedule),
+            ("je serai pas à la maison demain", "fr_CA", Intent.reschedule),
+            ("no voy a estar en casa mañana", "es", Intent.reschedule),
+        ],
+    )
+    def test_another_point_a_new_address_or_being_away_is_not_the_door(self, text, locale, intent):
+        result = read(text, locale)
+        assert result.intent is intent and not result.home
+
     def test_deliver_to_a_floor_is_still_a_note_for_the_driver(self):
         assert read("deliver to 2nd floor please").intent is Intent.instructions
 

@@ -9,6 +9,7 @@ from bot.understanding.lexicon import (
     ANY_OPTION_ALONE,
     COURTESY_TIME_PHRASES,
     HELP_WORDS,
+    HOME_DELIVERY,
     INTENT_CUES,
     LANGUAGE_NAMES,
     LANGUAGE_WORDS,
@@ -28,6 +29,8 @@ CUES: list[tuple[Intent, float, re.Pattern[str]]] = [
 ASKS_ANOTHER_TIME = [
     pattern for intent, weight, pattern in CUES if intent is Intent.reschedule and weight >= 3
 ]
+# "deliver it home instead": to the door rather than a pickup point
+HOME = re.compile(WORD_PATTERN(HOME_DELIVERY))
 # What a message is about, as opposed to social moves (yes, thanks, hello).
 CONTENT_INTENTS = (
     Intent.stop,

@@ -901,6 +901,28 @@ INTENT_CUES += [
     ),
 ]
 
+# The parcel to the door after all, not to a pickup point ("deliver it home instead", "livrez-le chez
+# moi", "entréguenlo en mi casa", "I don't want the pickup point any more"): a time at the door. It
+# outweighs the point's own words (redirect_pickup, 4) and leaves "my new address" to a person.
+HOME_DELIVERY = (
+    r"(?:deliver|bring|send|ship)"
+    r"(?: it| them| the (?:parcel|package|order|box)| my (?:parcel|package|order))?"
+    r"(?: back)? (?:to (?:my|our|the) (?:home|house|place|door|address|apartment|condo)|(?:to |at )?home)"
+    r"|home delivery|delivered (?:home|(?:to|at) (?:my |our |the )?(?:home|house|place|door|address))"
+    r"|(?:do not|dont|no longer) (?:want|need) (?:the |a |to go to the |to use the )?"
+    r"(?:pick ?up|relay|locker)"
+    r"|cancel (?:the |my )?(?:pick ?up|redirect\w*|relay|locker)"
+    r"|(?:livr\w*|apport\w*|envoy\w*|ramen\w*)(?: le| la| les| mon colis| le colis)?"
+    r" (?:a domicile|chez (?:moi|nous)|a la maison|a mon adresse|a ma porte)"
+    r"|livraison a domicile"
+    r"|(?:annul\w*|plus besoin (?:du|de)|veux plus (?:du|le)|veux pas (?:du|le)|pas besoin (?:du|de))"
+    r" (?:le )?point (?:relais|de retrait|de cueillette|de collecte|de ramassage)"
+    r"|(?:entreg\w*|llev\w*|traig\w*|mand\w*|envi\w*)(?: lo| la)? (?:a|en) (?:mi |la )?(?:casa|domicilio)"
+    r"|a domicilio"
+    r"|(?:cancel\w*|ya no quiero|no quiero|no necesito) (?:el )?punto de (?:recogida|entrega|retiro)"
+)
+INTENT_CUES += [("reschedule", 5, HOME_DELIVERY)]
+
 # Opening hours of the pickup point it is going to: the status reply gives them.
 INTENT_CUES += [
     (

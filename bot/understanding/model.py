@@ -48,6 +48,8 @@ class Understanding:
     # they say they won't be there, ask no time and do not ask to change it ("what if I'm not home?"):
     # every way round it helps, not only another time
     away: bool = False
+    # they ask for the parcel at their door rather than at a pickup point ("deliver it home instead")
+    home: bool = False
 
     def as_json(self) -> dict[str, object]:
         """The shape `python app.py understand` prints."""
@@ -66,4 +68,5 @@ class Understanding:
             "confidence": round(self.confidence, 2),
             "not_on": self.not_on.isoformat() if self.not_on else None,
             "away": self.away,
+            "home": self.home,
         }

@@ -78,6 +78,7 @@ def understand(
         else None
     )
     away = bool(absent) and not any(p.search(message.canonical) for p in intents.ASKS_ANOTHER_TIME)
+    home = intent is Intent.reschedule and bool(intents.HOME.search(message.canonical))
     return Understanding(
         intent=intent,
         language=language,
@@ -99,6 +100,7 @@ def understand(
         confidence=confidence,
         not_on=not_on,
         away=away,
+        home=home,
     )
 
 
