@@ -262,7 +262,8 @@ class Runner:
             async with self.ctx.uow() as uow:
                 point = await uow.session.get(PickupPoint, delivery.pickup_point_id or 0)
             assert point is not None and point.external_id == value[0], f"{where}: pickup {point}"
-            assert delivery.status == DeliveryStatus.redirected, f"{where}: status {delivery.status}"
+            at_point = (DeliveryStatus.redirected, DeliveryStatus.ready_for_pickup)
+            assert delivery.status in at_point, f"{where}: status {delivery.status}"
         elif what == "white-glove":
             if value == ["none"]:
                 assert delivery.white_glove_start is None, f"{where}: booked"

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from bot.dialogs.turn import Parsed, Turn
-from bot.identity import CHANGEABLE_STATUSES
+from bot.identity import CHANGEABLE_STATUSES, MOVABLE_STATUSES
 from core.logging import get_logger
 from core.models import Delivery, DeliveryStatus, PickupPoint, Stop
 from core.resilience import is_transient_conflict
@@ -79,6 +79,10 @@ def menu(turn: Turn, delivery: Delivery | None) -> list[tuple[Any, Any]]:
         if delivery is not None and delivery.white_glove_start and delivery.setup_booked_through_doorstep:
             options.append(turn.option(turn._("Call off the setup"), "menu:whiteglove_cancel"))
         options.append(turn.option(turn._("Note for the driver"), "menu:instructions"))
+    elif delivery.status == DeliveryStatus.redirected:
+        options.append(turn.option(turn._("Deliver to my door"), "menu:reschedule"))
+        options.append(turn.option(turn._("Another pickup point"), "menu:pickup"))
+        options.append(turn.option(turn._("Where is my parcel?"), "menu:status"))
     else:
         options.append(turn.option(turn._("Where is my parcel?"), "menu:status"))
     options.append(turn.option(turn._("Talk to a person"), "menu:person"))
@@ -193,6 +197,18 @@ async def status(turn: Turn, delivery: Delivery) -> None:
     turn.say(text, menu(turn, delivery), kind="status")
 
 
+async def point_of(turn: Turn, delivery: Delivery) -> str:
+    """The pickup point the parcel is going to or waits at, as the recipient knows it."""
+    point = (
+        await turn.uow.session.get(PickupPoint, delivery.pickup_point_id)
+        if delivery.pickup_point_id
+        else None
+    )
+    if point is None:
+        return "?"
+    return f"{point.name}, {point.address}" if point.address else point.name
+
+
 def pickup_hours(turn: Turn, delivery: Delivery, point: PickupPoint) -> str:
     """The point's hours on the day the parcel is there: the day it is ready, or today once it is."""
     zone = ZoneInfo(delivery.timezone)
@@ -294,8 +310,36 @@ def is_current(delivery: Delivery, offer: WindowOffer) -> bool:
 
 
 async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
-    if delivery.status not in CHANGEABLE_STATUSES:
+    at_point = delivery.status == DeliveryStatus.redirected
+    if parsed.home and delivery.status == DeliveryStatus.ready_for_pickup:
+        turn.say(
+            turn._(
+                "Your parcel %(tracking)s is waiting for you at %(point)s. A person from our team can help "
+                "if you'd like it brought to your door.",
+                tracking=delivery.tracking,
+                point=await point_of(turn, delivery),
+            ),
+            [turn.option(turn._("Talk to a person"), "menu:person")],
+            kind="change.refused",
+        )
+        return
+    if delivery.status not in MOVABLE_STATUSES:
         not_changeable(turn)
+        return
+    if at_point and parsed.away and not parsed.home:  # going to a pickup point: nobody needs to be home
+        await status(turn, delivery)
+        return
+    coming = delivery.status in (DeliveryStatus.scheduled, DeliveryStatus.pooled)
+    if parsed.home and coming and not parsed.has_time and delivery.window_start and delivery.window_end:
+        turn.say(
+            turn._(
+                "Your parcel %(tracking)s is already coming to your door, planned for %(window)s.",
+                tracking=delivery.tracking,
+                window=window_text(turn, delivery, delivery.window_start, delivery.window_end),
+            ),
+            menu(turn, delivery),
+            kind="reschedule.same",
+        )
         return
     try:
         offers = await service.offer_windows(
@@ -309,6 +353,18 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         zone = ZoneInfo(delivery.timezone)
         offers = [o for o in offers if o.start.astimezone(zone).date() != parsed.not_on]
     if not parsed.has_time:
+        if at_point and offers:
+            turn.say(
+                turn._(
+                    "Your parcel %(tracking)s is on its way to %(point)s. I can bring it to your door "
+                    "instead. When would suit you?",
+                    tracking=delivery.tracking,
+                    point=await point_of(turn, delivery),
+                ),
+                offer_options(turn, delivery, offers[:OFFERS_SHOWN], "win"),
+                kind="reschedule.offer",
+            )
+            return
         if parsed.away:  # "what if I'm not home?": a pickup point or a safe place may suit better
             turn.say(
                 turn._(
@@ -381,17 +437,22 @@ def no_windows(turn: Turn) -> None:
 
 async def confirm_window(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
     set_pending(turn, "reschedule", delivery, start=start.isoformat(), end=end.isoformat())
-    turn.say(
-        turn._(
+    if delivery.status == DeliveryStatus.redirected:
+        question = turn._(
+            "Bring your parcel to your door on %(window)s instead of %(point)s? Reply YES or NO",
+            window=window_text(turn, delivery, start, end),
+            point=await point_of(turn, delivery),
+        )
+    else:
+        question = turn._(
             "Move your delivery to %(window)s? Reply YES or NO",
             window=window_text(turn, delivery, start, end),
-        ),
-        yes_no(turn),
-        kind="reschedule.confirm",
-    )
+        )
+    turn.say(question, yes_no(turn), kind="reschedule.confirm")
 
 
 async def commit_reschedule(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
+    to_door = delivery.status == DeliveryStatus.redirected
     await turn.checkpoint()
     try:
         result = await retried(
@@ -415,13 +476,18 @@ async def commit_reschedule(turn: Turn, delivery: Delivery, start: datetime, end
         await turn.recover([delivery])
         await scheduling_failed(turn, error)
         return
-    new_start = result.window_start or start
-    new_end = result.window_end or end
+    window = window_text(turn, delivery, result.window_start or start, result.window_end or end)
     turn.say(
         turn._(
+            "Done! Your parcel %(tracking)s will come to your door on %(window)s.",
+            tracking=delivery.tracking,
+            window=window,
+        )
+        if to_door
+        else turn._(
             "Done! Your delivery %(tracking)s is now planned for %(window)s.",
             tracking=delivery.tracking,
-            window=window_text(turn, delivery, new_start, new_end),
+            window=window,
         ),
         kind="reschedule.done",
     )
@@ -449,9 +515,15 @@ def pickup_line(turn: Turn, delivery: Delivery, option: PickupOption) -> str:
 async def redirect(
     turn: Turn, delivery: Delivery, *, exclude: int | None = None, intro: str | None = None
 ) -> None:
-    if delivery.status not in CHANGEABLE_STATUSES:
+    if delivery.status not in MOVABLE_STATUSES:
         not_changeable(turn)
         return
+    if delivery.status == DeliveryStatus.redirected:  # another point than the one it is going to
+        exclude = exclude or delivery.pickup_point_id
+        intro = intro or turn._(
+            "Your parcel is going to %(point)s. Other pickup points near you:",
+            point=await point_of(turn, delivery),
+        )
     try:
         options = await service.pickup_options(
             turn.uow, delivery, now=turn.now, limit=PICKUP_POINTS_SHOWN + 1
@@ -459,12 +531,17 @@ async def redirect(
     except SchedulingError as error:
         await scheduling_failed(turn, error)
         return
-    options = [o for o in options if o.point.id != exclude][:PICKUP_POINTS_SHOWN]
+    options = [o for o in options if o.point.id not in (exclude, delivery.pickup_point_id)][
+        :PICKUP_POINTS_SHOWN
+    ]
     if not options:
+        at_point = delivery.status == DeliveryStatus.redirected
         turn.say(
             turn._("Sorry, no pickup point near you can take your parcel right now."),
             [
-                turn.option(turn._("Change the time"), "menu:reschedule"),
+                turn.option(
+                    turn._("Deliver to my door") if at_point else turn._("Change the time"), "menu:reschedule"
+                ),
                 turn.option(turn._("Talk to a person"), "menu:person"),
             ],
             kind="pickup.none",
@@ -495,11 +572,16 @@ async def redirect(
 async def confirm_pickup(turn: Turn, delivery: Delivery, offer: dict[str, Any]) -> None:
     set_pending(turn, "pickup", delivery, **offer)
     place = f"{offer['name']}, {offer['address']}" if offer.get("address") else str(offer["name"])
-    turn.say(
-        turn._("Send your parcel to %(point)s instead of your door? Reply YES or NO", point=place),
-        yes_no(turn),
-        kind="pickup.confirm",
+    question = (
+        turn._(
+            "Send your parcel to %(point)s instead of %(current)s? Reply YES or NO",
+            point=place,
+            current=await point_of(turn, delivery),
+        )
+        if delivery.status == DeliveryStatus.redirected
+        else turn._("Send your parcel to %(point)s instead of your door? Reply YES or NO", point=place)
     )
+    turn.say(question, yes_no(turn), kind="pickup.confirm")
 
 
 async def commit_pickup(turn: Turn, delivery: Delivery, pending: dict[str, Any]) -> None:
@@ -544,7 +626,7 @@ async def commit_pickup(turn: Turn, delivery: Delivery, pending: dict[str, Any])
 
 
 async def white_glove(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
-    if delivery.status not in CHANGEABLE_STATUSES:
+    if delivery.status not in MOVABLE_STATUSES:  # booking a setup brings a parcel going to a point home
         not_changeable(turn)
         return
     try:

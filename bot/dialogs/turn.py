@@ -45,6 +45,7 @@ class Parsed:
     choice: str | None = None  # an offered payload (win:..., pp:..., ret:...) that was chosen
     not_on: date | None = None  # a day they said they are away: no window offered on it
     away: bool = False  # they said they won't be there and asked no time
+    home: bool = False  # to their door rather than a pickup point
 
     @classmethod
     def of(cls, understood: Any) -> Parsed:
@@ -62,6 +63,7 @@ class Parsed:
             confidence=float(understood.confidence),
             not_on=getattr(understood, "not_on", None),
             away=bool(getattr(understood, "away", False)),
+            home=bool(getattr(understood, "home", False)),
         )
 
     def as_state(self) -> dict[str, Any]:
@@ -73,6 +75,7 @@ class Parsed:
             "instructions": self.instructions,
             "not_on": self.not_on.isoformat() if self.not_on else None,
             "away": self.away,
+            "home": self.home,
         }
 
     @classmethod
@@ -87,6 +90,7 @@ class Parsed:
             instructions=data.get("instructions"),
             not_on=date.fromisoformat(data["not_on"]) if isinstance(data.get("not_on"), str) else None,
             away=data.get("away") is True,
+            home=data.get("home") is True,
         )
 
     @property
