@@ -14,6 +14,7 @@ from core.models import (
     ChangeLog,
     Conversation,
     Delivery,
+    DeliveryStatus,
     Message,
     OutboxMessage,
     Owner,
@@ -283,6 +284,33 @@ class TestActingOnTheDelivery:
                 )
             ).one()
             assert change.actor_id == "ana@acme.test" and change.channel == "console"
+
+    async def test_an_agent_brings_a_parcel_going_to_a_pickup_point_back_to_the_door(
+        self, client, ctx, acme_agent
+    ):
+        conversation = await seed_conversation(ctx, acme_agent.retailer_id, "A002")
+        signed = await sign_in(client, "ana@acme.test")
+        page = await client.get(f"/console/conversations/{conversation}")
+        points = re.findall(r'name="pickup_point_id" value="(\d+)"', page.text)
+        async with ctx.uow() as uow:
+            delivery = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "A002"))).one()
+        base = f"/console/conversations/{conversation}/deliveries/{delivery.id}"
+        redirected = await client.post(
+            f"{base}/redirect", data={"pickup_point_id": points[0], "csrf_token": signed.csrf}
+        )
+        assert redirected.status_code == 303, redirected.text
+        page = await client.get(f"/console/conversations/{conversation}")
+        others = re.findall(r'name="pickup_point_id" value="(\d+)"', page.text)
+        assert others and points[0] not in others  # the other points, not the one it goes to
+        assert "Deliver to the door instead" in page.text and "Another pickup point" in page.text
+        windows = re.findall(r'name="window" value="([^"]+)"', page.text)
+        assert windows, "a parcel going to a point can still come to the door"
+        home = await client.post(f"{base}/reschedule", data={"window": windows[0], "csrf_token": signed.csrf})
+        assert home.status_code == 303, home.text
+        async with ctx.uow() as uow:
+            back = await uow.session.get(Delivery, delivery.id)
+            assert back.status == DeliveryStatus.scheduled and back.pickup_point_id is None
+            assert f"{back.window_start.isoformat()}|{back.window_end.isoformat()}" == windows[0]
 
     async def test_an_agent_calls_off_a_setup_booked_through_doorstep_and_not_one_sold_with_the_order(
         self, client, ctx, acme_agent

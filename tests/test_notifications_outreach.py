@@ -351,6 +351,32 @@ class TestChanges:
         )
         assert notes["redirect_confirmed"].status == "scheduled"
 
+    async def test_a_parcel_brought_back_from_the_point_gets_its_reminders_and_no_point_message(self, ctx):
+        from scheduling.service import Actor, pickup_options, redirect_to_pickup, reschedule_delivery
+
+        clock, _ = await setup(ctx)
+        d = await delivery(ctx, "T001")
+        window = (d.window_start, d.window_end)
+        async with ctx.uow() as uow:
+            point = (await pickup_options(uow, d, now=clock.now))[0].point
+            await redirect_to_pickup(uow, d, point.id or 0, Actor(Author.recipient), now=clock.now)
+        notes = await notes_of(ctx, "T001")
+        assert notes["day_before_reminder"].status == "cancelled"
+        assert notes["redirect_confirmed"].status == "scheduled"  # the fallback of the chat's reply
+        async with ctx.uow() as uow:
+            await reschedule_delivery(uow, d, *window, Actor(Author.agent, id="7"), now=clock.now)
+        notes = await notes_of(ctx, "T001")
+        assert notes["day_before_reminder"].status == "scheduled"  # the same day's, planned again
+        clock.now += CHAT_CONFIRMATION_GRACE
+        await fire_notifications(ctx)
+        notes = await notes_of(ctx, "T001")
+        assert notes["redirect_confirmed"].status == "skipped"  # no longer true
+        bodies = [
+            m.body for m in await rows(ctx, OutboxMessage, OutboxMessage.recipient_id == d.recipient_id)
+        ]
+        assert any("now arrives Thu Dec 3" in body for body in bodies)
+        assert not any(point.name in body for body in bodies)
+
     async def test_a_setup_called_off_cancels_its_reminder_and_says_the_parcel_still_comes(self, ctx):
         from scheduling.service import Actor, book_white_glove, cancel_white_glove
 
