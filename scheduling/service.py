@@ -932,12 +932,16 @@ async def _pickup_options(
 async def pickup_options(
     uow: UnitOfWork, delivery: Delivery, *, now: datetime, limit: int = 5
 ) -> list[PickupOption]:
-    """The retailer's nearest pickup points open when the parcel could get there, with room that day."""
+    """The retailer's nearest pickup points open when the parcel could get there, with room that day
+    (for a parcel already going to one, the others)."""
     session = uow.session
     fresh = await _fresh(session, delivery.id)
     _check_changeable(fresh, await _stop_of(session, fresh.id), MOVABLE)
     retailer = await _retailer(session, fresh.retailer_id)
-    return (await _pickup_options(session, retailer, fresh, now))[: max(0, limit)]
+    options = await _pickup_options(session, retailer, fresh, now)
+    if fresh.status == DeliveryStatus.redirected:
+        options = [o for o in options if o.point.id != fresh.pickup_point_id]
+    return options[: max(0, limit)]
 
 
 async def redirect_to_pickup(

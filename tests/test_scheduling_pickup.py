@@ -204,6 +204,7 @@ class TestChangingTheirMind:
         plan["pickup_points"][0]["capacity"] = 1
         await import_plan(client, acme, plan)
         first = await redirect(client, acme, "PP1")
+        assert [p["external_id"] for p in await points(client, acme)] == ["PP2"]  # not the one it goes to
         second = await redirect(client, acme, "PP2")
         view = (await client.get("/api/v1/deliveries/T001", headers=acme.headers)).json()
         assert view["status"] == "redirected" and view["pickup_point"]["external_id"] == "PP2"
