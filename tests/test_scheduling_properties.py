@@ -1,7 +1,8 @@
 """Property: no sequence of requests, accepted or refused, ever leaves the plans infeasible.
 
-Random reschedules (planned days and a pooled day), pickup redirects, white-glove bookings and
-cancellations run through the service on SQLite; after each one the database is checked by an
+Random reschedules (planned days and a pooled day), pickup redirects (a parcel going to a point
+may come back to the door or go to another), white-glove bookings and cancellations run through the
+service on SQLite; after each one the database is checked by an
 independent recomputation (tests/scheduling_support.violations) and the pool's counters by a count.
 """
 
@@ -19,7 +20,7 @@ from sqlmodel import func, select
 
 from app import build_context
 from core.config import Settings
-from core.models import Delivery, DeliveryStatus, PickupPoint, Retailer, SlotCapacity
+from core.models import Delivery, DeliveryStatus, PickupPoint, PickupReservation, Retailer, SlotCapacity
 from core.tenants import create_retailer
 from scheduling import service
 from scheduling.plans import import_plan
@@ -43,12 +44,22 @@ redirect = st.tuples(
 white_glove = st.tuples(
     st.just("white_glove"), st.sampled_from(TRACKINGS), st.integers(0, 1), st.integers(8, 18), st.just(2)
 )
+# sent to a point, then back to the door at a random window (the point's place must come back)
+change_of_mind = st.tuples(
+    st.just("change_of_mind"),
+    st.sampled_from(TRACKINGS),
+    st.integers(0, 2),
+    st.sampled_from([8, 10, 12, 14, 16, 18]),
+    st.just(2),
+)
 cancel = st.tuples(st.just("cancel"), st.sampled_from(TRACKINGS), st.just(0), st.just(0), st.just(0))
 call_off_setup = st.tuples(
     st.just("call_off_setup"), st.sampled_from(TRACKINGS), st.just(0), st.just(0), st.just(0)
 )
 operations = st.lists(
-    st.one_of(reschedule, reschedule, redirect, white_glove, call_off_setup, cancel), min_size=1, max_size=8
+    st.one_of(reschedule, reschedule, redirect, change_of_mind, white_glove, call_off_setup, cancel),
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -83,6 +94,9 @@ async def scenario(database_url: str, ops: list[tuple]) -> None:
                         await service.book_white_glove(uow, delivery, start, end, SYSTEM, now=NOW)
                     elif kind == "call_off_setup":
                         await service.cancel_white_glove(uow, delivery, SYSTEM, now=NOW)
+                    elif kind == "change_of_mind":
+                        await service.redirect_to_pickup(uow, delivery, points[0].id, SYSTEM, now=NOW)
+                        await service.reschedule_delivery(uow, delivery, start, end, SYSTEM, now=NOW)
                     elif kind == "redirect":
                         await service.redirect_to_pickup(
                             uow, delivery, points[day_offset].id, SYSTEM, now=NOW
@@ -105,6 +119,18 @@ async def scenario(database_url: str, ops: list[tuple]) -> None:
                         )
                     ).one()
                     assert slot.taken == pooled <= slot.capacity
+                # a parcel going to a point holds one place there; one that came back to the door holds none
+                going = {
+                    d.id: d.pickup_point_id
+                    for d in (await uow.session.exec(select(Delivery))).all()
+                    if d.status == DeliveryStatus.redirected
+                }
+                reservations = (await uow.session.exec(select(PickupReservation))).all()
+                assert {r.delivery_id: r.pickup_point_id for r in reservations} == going
+                for point in points:
+                    for on in {r.day for r in reservations}:
+                        taken = [r for r in reservations if r.pickup_point_id == point.id and r.day == on]
+                        assert len(taken) <= point.capacity
     finally:
         await ctx.engine.dispose()
 
