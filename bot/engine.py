@@ -101,6 +101,7 @@ def message_values(message: Message) -> dict[str, Any]:
         "text": message.text,
         "payload": message.payload,
         "options": list(message.options),
+        "attachments": list(message.attachments),
         "internal_note": message.internal_note,
         "provider_id": message.provider_id,
         "outbox_id": message.outbox_id,
@@ -163,6 +164,7 @@ class ConversationEngine:
                 text=message.text[:TEXT_LIMIT],
                 payload=(message.payload or None) and message.payload[:128],
                 provider_id=(message.provider_id or None) and message.provider_id[:64],
+                attachments=[a.as_json() for a in message.attachments],
                 created_at=now,
             )
             # Added to the session at the end, in one INSERT with the replies (or earlier, with what
@@ -379,6 +381,7 @@ class ConversationEngine:
                 "text": reply.text,
                 "payload": None,
                 "options": choices,
+                "attachments": [],
                 "provider_id": None,
                 "outbox_id": outbox_ids[key],
             }

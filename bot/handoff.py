@@ -62,6 +62,7 @@ HANDOFF_REQUESTED = "bot:handoff_requested"  # the payload of the history line a
 REASON_TEXT = {
     "asked": "The recipient asked for a person",
     "misunderstood": "The bot did not understand the recipient",
+    "attachment": "The recipient sent a picture or file for a person to look at",
 }
 
 

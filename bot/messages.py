@@ -17,6 +17,18 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A picture or file the recipient sent, as the channel keeps it: Twilio's media URL or Telegram's
+    file id. Nothing is downloaded when it arrives; the console fetches it when an agent opens it."""
+
+    content_type: str  # "image/jpeg", "application/pdf"
+    ref: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"content_type": self.content_type, "ref": self.ref}
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     channel: Channel
     sender: str  # E.164 phone for SMS/WhatsApp, chat id for Telegram, session id for the sandbox
@@ -28,6 +40,7 @@ class InboundMessage:
     contact_phone: str | None = None  # a phone number the channel vouches for (Telegram shared contact)
     start_token: str | None = None  # Telegram /start deep-link payload
     sender_name: str = ""
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

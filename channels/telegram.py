@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from channels.media import media_fetchers
 from channels.outbox_worker import register_rate_limit, senders, wake
 from core.config import Settings
 from core.logging import get_logger
@@ -54,6 +55,7 @@ async def start_telegram(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitabl
         return None
     ctx.components[RUNTIME_COMPONENT] = runtime
     senders(ctx)[Channel.telegram] = runtime.sender
+    media_fetchers(ctx)[Channel.telegram] = telegram_bot.TelegramMedia(runtime.bot)
     register_rate_limit(ctx, Channel.telegram, telegram_bot.telegram_limits)
 
     async def stop() -> None:

@@ -2,7 +2,8 @@
 
 Handlers only translate: an update becomes an `InboundMessage` for the conversation engine
 (`ctx.components["engine"]`), which stores it, de-duplicates it by update id and writes its replies to
-the outbox; `TelegramSender` sends outbox rows with inline keyboards. Only `channels/telegram.py`
+the outbox; `TelegramSender` sends outbox rows with inline keyboards; `TelegramMedia` downloads a photo
+or document a user sent (getFile) when an agent opens it. Only `channels/telegram.py`
 imports this module, and only when the channel is on: aiogram's types cost a process ~110 MB.
 """
 
@@ -15,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -37,8 +39,9 @@ from aiogram.types import (
 )
 from aiogram.utils.token import TokenValidationError as TokenValidationError  # start_telegram catches it
 
-from bot.messages import InboundMessage, OutboundMessage
+from bot.messages import Attachment, InboundMessage, OutboundMessage
 from channels.base import PermanentSendError, SendResult, TransientSendError
+from channels.media import MAX_MEDIA_BYTES, Media, MediaUnavailable, normal_content_type
 from channels.ratelimit import Limit, RateLimited
 from channels.telegram import RUNTIME_COMPONENT
 from channels.telegram_format import InvalidCallbackData, TelegramRendering, parse_start_token, render
@@ -62,6 +65,17 @@ PER_CHAT_INTERVAL = 1.0
 # --- inbound: updates become InboundMessages ------------------------------------------------------
 
 
+def attachments_of(message: Message) -> tuple[Attachment, ...]:
+    """A photo (its largest size: Telegram sends JPEG) or a document, by file id."""
+    if message.photo:
+        return (
+            Attachment("image/jpeg", max(message.photo, key=lambda size: size.width * size.height).file_id),
+        )
+    if message.document is not None:
+        return (Attachment(normal_content_type(message.document.mime_type), message.document.file_id),)
+    return ()
+
+
 def inbound_from_message(message: Message, update_id: int) -> InboundMessage | None:
     """A private chat's message; None for groups and channels, where the bot has nothing to say."""
     if message.chat.type != "private":
@@ -80,6 +94,7 @@ def inbound_from_message(message: Message, update_id: int) -> InboundMessage | N
         contact_phone=contact_phone,
         start_token=parse_start_token(text) if text.startswith("/start") else None,
         sender_name=user.full_name if user is not None else "",
+        attachments=attachments_of(message),
     )
 
 
@@ -208,6 +223,26 @@ class TelegramSender:
         except TelegramAPIError as exc:
             raise TransientSendError(f"telegram error: {type(exc).__name__}") from exc
         return SendResult(provider_id=f"{chat_id}:{sent.message_id}")
+
+
+class TelegramMedia:
+    """Downloads a file a user sent: getFile for its path, then the Bot API's file URL (with the token,
+    which stays on the server)."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def fetch(self, ref: str, content_type: str) -> Media:
+        try:
+            found = await self.bot.get_file(ref)
+            if (found.file_size or 0) > MAX_MEDIA_BYTES or not found.file_path:
+                raise MediaUnavailable("Telegram cannot give this file (too large or gone)")
+            content = await self.bot.download_file(found.file_path)
+        except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as exc:
+            raise MediaUnavailable(f"Telegram did not give the file: {type(exc).__name__}") from exc
+        if content is None:
+            raise MediaUnavailable("Telegram gave no content")
+        return Media(content_type, content.read())
 
 
 # --- wiring: bot, dispatcher, polling, setWebhook ---------------------------------------------

@@ -4,7 +4,9 @@ Inbound: `POST /webhooks/twilio/messages` checks `X-Twilio-Signature` against th
 (rebuilt from PUBLIC_URL), turns the form into an `InboundMessage`, hands it to the conversation
 engine (which stores it and writes its replies to the outbox) and answers an empty TwiML
 `<Response/>` at once; the outbox worker sends the replies through the REST API.
-`POST /webhooks/twilio/status` moves the outbox row's status forward only.
+`POST /webhooks/twilio/status` moves the outbox row's status forward only. Pictures and files
+(`NumMedia`, `MediaUrl{N}`, `MediaContentType{N}`) are kept as the URLs Twilio gives; `TwilioMedia`
+fetches one, with the account's credentials, when an agent opens the conversation.
 
 Outbound: `TwilioSender` renders a row for SMS or WhatsApp, sends it from the retailer's own number
 or the shared one with the real `twilio` client, and maps Twilio's errors to the sender port's.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from sqlmodel import col, select
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -32,9 +36,10 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 
-from bot.messages import InboundMessage
+from bot.messages import Attachment, InboundMessage
 from channels import rendering
 from channels.base import OutcomeUnknownError, PermanentSendError, SendResult, TransientSendError
+from channels.media import MAX_MEDIA_BYTES, Media, MediaUnavailable, media_fetchers, normal_content_type
 from channels.outbox_worker import advance_status, rate_limiter, senders, wake
 from channels.ratelimit import Limit
 from core.config import Settings
@@ -49,6 +54,13 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 WHATSAPP_PREFIX = "whatsapp:"
 MESSAGES_PATH = "/webhooks/twilio/messages"
 STATUS_PATH = "/webhooks/twilio/status"
+
+MAX_MEDIA = 10  # Twilio gives at most 10 media per inbound message
+# The path of an inbound message's media (the Media resource's URL without ".json"); Twilio redirects
+# it to its media store
+MEDIA_PATH = re.compile(
+    r"/2010-04-01/Accounts/AC[0-9a-f]{32}/Messages/(?:MM|SM)[0-9a-f]{32}/Media/ME[0-9a-f]{32}"
+)
 
 # Twilio's MessageStatus values and where they put an outbox row.
 TWILIO_STATUS: dict[str, OutboxStatus] = {
@@ -357,6 +369,56 @@ def _twiml() -> Response:
     return Response(TWIML_EMPTY, media_type="text/xml")
 
 
+def attachments_of(form: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """The media of an inbound message; a URL that is not a Twilio media URL is left out (and logged)."""
+    count = str(form.get("NumMedia") or "0")
+    if not count.isdigit() or int(count) > MAX_MEDIA:
+        raise HTTPException(400, f"NumMedia must be a whole number from 0 to {MAX_MEDIA}")
+    found = []
+    for index in range(int(count)):
+        url = str(form.get(f"MediaUrl{index}") or "")
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not MEDIA_PATH.fullmatch(parts.path) or len(url) > 500:
+            log.warning("twilio_media_url_unexpected", index=index)
+            continue
+        found.append(Attachment(normal_content_type(str(form.get(f"MediaContentType{index}") or "")), url))
+    return tuple(found)
+
+
+class TwilioMedia:
+    """Fetches an inbound message's media: the MediaUrl's path on TWILIO_API_URL, with the account's
+    Basic auth (the browser never sees it), following Twilio's redirect to its media store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._base = settings.twilio_api_url.rstrip("/")
+        self._auth = (settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
+        self._timeout = settings.twilio_timeout_seconds
+
+    async def fetch(self, ref: str, content_type: str) -> Media:
+        path = urlsplit(ref).path
+        if not MEDIA_PATH.fullmatch(path):
+            raise MediaUnavailable("not a Twilio media URL")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with (
+                httpx.AsyncClient(timeout=self._timeout, follow_redirects=True, max_redirects=3) as client,
+                client.stream("GET", self._base + path, auth=self._auth) as response,
+            ):
+                if response.status_code != 200:
+                    raise MediaUnavailable(f"Twilio answered {response.status_code}")
+                if int(response.headers.get("content-length") or 0) > MAX_MEDIA_BYTES:
+                    raise MediaUnavailable("the file is larger than Doorstep shows")
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_MEDIA_BYTES:
+                        raise MediaUnavailable("the file is larger than Doorstep shows")
+                    chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise MediaUnavailable(f"cannot reach Twilio: {type(exc).__name__}") from exc
+        return Media(content_type, b"".join(chunks))
+
+
 def build_router(settings: Settings) -> APIRouter:
     """The Twilio webhooks; the router checks every request against this configuration."""
     router = APIRouter(tags=["twilio"], include_in_schema=True)
@@ -392,6 +454,7 @@ def build_router(settings: Settings) -> APIRouter:
             service_address="" if service_number in shared_numbers else service_number,
             received_at=ctx.clock(),
             sender_name=str(form.get("ProfileName") or ""),
+            attachments=attachments_of(form),
         )
 
         async def handle() -> None:
@@ -465,6 +528,9 @@ async def start_twilio(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[
     registry[Channel.sms] = sender
     registry[Channel.whatsapp] = sender
     ctx.components["twilio_client"] = client
+    media = TwilioMedia(ctx.settings)
+    media_fetchers(ctx)[Channel.sms] = media
+    media_fetchers(ctx)[Channel.whatsapp] = media
 
     async def stop() -> None:
         await http.close()

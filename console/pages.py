@@ -14,10 +14,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import col, select
 
+from channels.media import INLINE_TYPES, MediaUnavailable, media_fetchers
 from console import actions, dashboard
 from console.auth import ConsoleUser, CurrentUser, require_role
 from console.pictures import MapPoint, map_svg, timeline_from_plan, timeline_svg
@@ -35,11 +37,14 @@ from console.queries import (
 from console.rendering import templates
 from core.context import AppContext
 from core.db import UnitOfWork
-from core.models import Channel, Delivery, Retailer, Role, RoutePlan
+from core.logging import get_logger
+from core.models import Channel, Delivery, Message, Retailer, Role, RoutePlan
 from core.web import get_ctx
 from scheduling import service
 from scheduling.repository import load_plan
 from scheduling.service import PickupOption, SchedulingError, WindowOffer
+
+log = get_logger("doorstep.console")
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 AdminUser = Annotated[ConsoleUser, Depends(require_role(Role.retailer_admin))]
@@ -494,6 +499,43 @@ def build_router() -> APIRouter:
     async def _visible_conversation(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> None:
         async with ctx.uow() as uow:
             await conversation_or_404(uow, user, conversation_id, ctx.clock())
+
+    @router.get(
+        "/conversations/{conversation_id}/messages/{message_id}/attachments/{index}",
+        summary="A picture or file the recipient sent, fetched from the channel",
+    )
+    async def attachment(
+        ctx: Ctx,
+        user: CurrentUser,
+        conversation_id: int,
+        message_id: int,
+        index: Annotated[int, FastApiPath(ge=0, le=9)],
+    ) -> Response:
+        """The channel's content, through the app: its credentials never reach the browser, and only a
+        picture is shown inline (anything else downloads, sandboxed)."""
+        await _visible_conversation(ctx, user, conversation_id)
+        async with ctx.uow() as uow:
+            message = await uow.session.get(Message, message_id)
+        if message is None or message.conversation_id != conversation_id or index >= len(message.attachments):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
+        kept = message.attachments[index]
+        fetcher = media_fetchers(ctx).get(message.channel)
+        if fetcher is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"the {message.channel} channel is not set up here"
+            )
+        try:
+            media = await fetcher.fetch(kept["ref"], kept["content_type"])
+        except MediaUnavailable as exc:
+            log.warning("attachment_unavailable", channel=str(message.channel), reason=str(exc))
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"the channel did not give it: {exc}") from None
+        headers = {
+            "Cache-Control": "private, max-age=3600",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        }
+        if media.content_type not in INLINE_TYPES:
+            headers["Content-Disposition"] = f'attachment; filename="attachment-{message_id}-{index + 1}"'
+        return Response(media.content, media_type=media.content_type, headers=headers)
 
     @router.get("/dashboard", response_class=HTMLResponse)
     async def dashboard_page(

@@ -345,6 +345,8 @@ class HistoryItem:
     kind: str = "message"  # message, notification, event
     conversation_id: int | None = None
     id: str = ""
+    message_id: int | None = None
+    attachments: list[dict[str, str]] = field(default_factory=list)  # what the recipient sent with it
 
 
 @dataclass
@@ -479,6 +481,8 @@ async def _history(
                 kind="event" if message.author == Author.system else "message",
                 conversation_id=message.conversation_id,
                 id=f"m{message.id}",
+                message_id=message.id,
+                attachments=list(message.attachments or []),
             )
         )
     mine: Any = col(OutboxMessage.conversation_id).in_(conversation_ids)

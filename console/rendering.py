@@ -11,6 +11,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 
+from channels.media import INLINE_TYPES
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -47,6 +49,7 @@ def _environment() -> Environment:
     env.filters["local"] = local
     env.filters["local_day"] = local_day
     env.globals["window"] = window
+    env.globals["inline_media_types"] = INLINE_TYPES  # pictures shown in the thread; other files are links
     return env
 
 

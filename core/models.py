@@ -373,6 +373,9 @@ class Message(SQLModel, table=True):
     text: str = ""
     payload: str | None = Field(default=None, max_length=128)  # a button's payload
     options: list[dict[str, str]] = json_column(empty_list)
+    # pictures and files the recipient sent: {"content_type", "ref"} (the channel's media URL or file id),
+    # fetched from the channel only when an agent opens them (console/pages.py)
+    attachments: list[dict[str, str]] = json_column(empty_list)
     internal_note: bool = False
     provider_id: str | None = Field(default=None, max_length=64)  # inbound: MessageSid / update id
     outbox_id: int | None = Field(default=None, foreign_key="outboxmessage.id")

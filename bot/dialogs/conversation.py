@@ -85,6 +85,9 @@ class Dialogs:
         if message.contact_phone:
             await self.telegram_contact(turn)
             return
+        if message.attachments and not message.text.strip() and message.payload is None:
+            await self.ask_for_person(turn, Parsed("human"), attachment=True)
+            return
         parsed = await self.parse(turn)
         self.speak(turn, parsed)
         await self.dispatch(turn, parsed)
@@ -368,11 +371,13 @@ class Dialogs:
         self.speak(turn, None, language=locale)
         turn.say(turn._("OK, I'll write in English from now on."), kind="language")
 
-    async def ask_for_person(self, turn: Turn, parsed: Parsed) -> None:
+    async def ask_for_person(self, turn: Turn, parsed: Parsed, *, attachment: bool = False) -> None:
         """Queue for a person, tied first to the retailer the sender is a recipient of, so its agents see it.
 
         One retailer among the sender's deliveries (or, with none, among their recipient rows): tied at
         once. Several: asked which one first, as for any other request, and queued with the one chosen.
+        A picture or file sent without words comes here too: the bot cannot look at it, a person can
+        (the console shows it).
         """
         conversation = turn.conversation
         if conversation.retailer_id is None and turn.recipients:
@@ -385,7 +390,10 @@ class Dialogs:
                 self.ask_retailer(turn, retailer_ids)
                 return
             self.tie(turn, retailer_ids[0], deliveries)
-        self.person(turn)
+        if attachment:
+            self.attachment_to_person(turn)
+        else:
+            self.person(turn)
 
     def tie(self, turn: Turn, retailer_id: int, deliveries: list[Delivery]) -> None:
         """The conversation belongs to this retailer, its recipient row and its one open delivery."""
@@ -408,6 +416,27 @@ class Dialogs:
             )
         else:
             text = turn._("A person on our team has already been asked and will answer here soon.")
+        turn.say(text, kind="handoff")
+
+    def attachment_to_person(self, turn: Turn) -> None:
+        turn.state.pop("pending", None)
+        pictures = all(a.content_type.startswith("image/") for a in turn.message.attachments)
+        if request_person(turn.uow, turn.conversation, "attachment", turn.now):
+            text = (
+                turn._(
+                    "Thanks, I've got your picture. I can't look at pictures myself, so I'm passing it to a "
+                    "person on our team. They'll answer here as soon as they can."
+                )
+                if pictures
+                else turn._(
+                    "Thanks, I've got your file. I can't open files myself, so I'm passing it to a person "
+                    "on our team. They'll answer here as soon as they can."
+                )
+            )
+        else:
+            text = turn._(
+                "Thanks, I've got it. A person on our team has already been asked and will see it here."
+            )
         turn.say(text, kind="handoff")
 
     async def not_understood(self, turn: Turn, parsed: Parsed) -> None:

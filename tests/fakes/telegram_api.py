@@ -6,7 +6,8 @@ answers 404, an unknown or missing required field (also inside JSON-serialised o
 `reply_markup`) answers 400, in the Bot API's own error shape `{"ok": false, "error_code", "description"}`.
 Accepted calls are recorded in `calls`. Switches make the next answers a 5xx, a 429 with
 `parameters.retry_after`, or a 403 for a chat that blocked the bot. `getUpdates` serves updates the
-test pushed, for the polling mode.
+test pushed, for the polling mode. Files a user "sent" (`add_file`) are known to `getFile` and
+downloaded from `/file/bot<token>/<file_path>`, as from the real server.
 """
 
 from __future__ import annotations
@@ -206,6 +207,13 @@ class FakeTelegramAPI:
         self._update_event = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
+
+    def add_file(self, content: bytes, file_path: str = "photos/file_0.jpg") -> str:
+        """A file a user sent (a photo, a document); answers its file_id."""
+        file_id = f"AgAC{len(self.files):04d}{abs(hash(content)) % 10**8:08d}"
+        self.files[file_id] = (file_path, content)
+        return file_id
 
     # --- switches --------------------------------------------------------------------------------
 
@@ -242,6 +250,7 @@ class FakeTelegramAPI:
     async def start(self) -> FakeTelegramAPI:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_route("GET", "/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -274,8 +283,21 @@ class FakeTelegramAPI:
         chat_id = params.get("chat_id")
         if isinstance(chat_id, int) and chat_id in self.blocked_chats:
             return self._error(403, "Forbidden: bot was blocked by the user")
+        try:
+            result = await self._result(method, params)
+        except SpecViolation as exc:  # a call well formed but about something the server does not have
+            self.rejected.append((method_name, exc.status, exc.description))
+            return self._error(exc.status, exc.description)
         self.calls.append(Call(method, params))
-        return web.json_response({"ok": True, "result": await self._result(method, params)})
+        return web.json_response({"ok": True, "result": result})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        for file_path, content in self.files.values():
+            if file_path == request.match_info["path"]:
+                return web.Response(body=content, content_type="application/octet-stream")
+        return self._error(404, "Not Found")
 
     async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], bool]:
         if request.content_type == "application/json":
@@ -312,6 +334,17 @@ class FakeTelegramAPI:
             if "inline_keyboard" in (params.get("reply_markup") or {}):
                 result["reply_markup"] = params["reply_markup"]
             return result
+        if method == "getFile":
+            file_id = params["file_id"]
+            if file_id not in self.files:
+                raise SpecViolation("Bad Request: invalid file_id")
+            file_path, content = self.files[file_id]
+            return {
+                "file_id": file_id,
+                "file_unique_id": f"u{file_id}",
+                "file_size": len(content),
+                "file_path": file_path,
+            }
         if method == "getUpdates":
             return await self._get_updates(params)
         if method in ("getWebhookInfo",):

@@ -6,7 +6,10 @@ query field, a field of the wrong type or format, or a missing required one answ
 error shape `{"code", "message", "more_info", "status"}`, as do Twilio's own rules the spec leaves to
 prose (From or MessagingServiceSid; Body, ContentSid or MediaUrl; 1,600 characters; matching
 `whatsapp:` prefixes). Accepted messages are recorded in `messages`. Switches make the next answers
-a 5xx, a 429 with Retry-After, or hang (a timeout for the client).
+a 5xx, a 429 with Retry-After, or hang (a timeout for the client). Media a recipient "sent"
+(`add_media`) is served at the URL Twilio gives in an inbound webhook's `MediaUrl{N}`
+(`/2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}/Media/{Sid}`, the resource's `.json` path
+without the suffix), behind the same Basic auth.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from core import sms
 SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "twilio_api_v2010.json"
 MESSAGES = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 MESSAGE = "/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json"
+MEDIA = "/2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}/Media/{Sid}.json"
+MEDIA_CONTENT = re.compile(
+    r"/2010-04-01/Accounts/(AC[0-9a-f]{32})/Messages/((?:MM|SM)[0-9a-f]{32})/Media/(ME[0-9a-f]{32})"
+)
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -183,6 +190,16 @@ class FakeTwilioApi:
         self._faults: list[Fault] = []
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.media: dict[str, tuple[str, bytes]] = {}  # path -> (content type, content)
+
+    def add_media(self, content_type: str, content: bytes, message_sid: str | None = None) -> str:
+        """Media of an inbound message; answers the `MediaUrl` Twilio would put in the webhook."""
+        message_sid = message_sid or "MM" + secrets.token_hex(16)
+        path = MEDIA.replace(".json", "").format(
+            AccountSid=self.account_sid, MessageSid=message_sid, Sid="ME" + secrets.token_hex(16)
+        )
+        self.media[path] = (content_type, content)
+        return "https://api.twilio.com" + path
 
     # --- switches --------------------------------------------------------------------------------
 
@@ -244,6 +261,9 @@ class FakeTwilioApi:
             return exc.response()
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
+        media = MEDIA_CONTENT.fullmatch(request.path)
+        if media is not None and request.method == "GET":
+            return self._media(request, media.group(1))
         match = re.fullmatch(r"/2010-04-01/Accounts/([^/]+)/Messages(?:/([^/]+))?\.json", request.path)
         if match is None:
             raise TwilioError(404, 20404, "The requested resource was not found")
@@ -261,6 +281,17 @@ class FakeTwilioApi:
                     return web.json_response(message.resource(self.spec))
             raise TwilioError(404, 20404, f"The requested resource {request.path} was not found")
         raise TwilioError(405, 20004, "Method not allowed")
+
+    def _media(self, request: web.Request, account: str) -> web.StreamResponse:
+        self._authenticate(request, account)
+        if self._faults and not self._faults[0].hang_seconds:
+            fault = self._faults.pop(0)
+            return TwilioError(fault.status, 20500, "Internal").response()
+        found = self.media.get(request.path)
+        if found is None:
+            raise TwilioError(404, 20404, f"The requested resource {request.path} was not found")
+        content_type, content = found
+        return web.Response(body=content, content_type=content_type)
 
     def _authenticate(self, request: web.Request, account: str) -> None:
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")

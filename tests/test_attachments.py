@@ -1,0 +1,266 @@
+"""Pictures and files recipients send: kept as the channel's reference, answered by a person, shown
+to the retailer's agents through the console (which fetches them from the channel's fake API)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from httpx import AsyncClient, Response
+from sqlmodel import select
+from twilio.request_validator import RequestValidator
+
+from channels.twilio import MESSAGES_PATH
+from core.config import Settings
+from core.context import AppContext
+from core.models import Channel, Conversation, ConversationStatus, Message, OutboxMessage
+from tests.conftest import make_tenant
+from tests.console_helpers import add_user, load_small_plan, seed_conversation, sign_in
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.fakes.twilio_api import FakeTwilioApi
+from tests.telegram_support import BOT_TOKEN, WEBHOOK_SECRET
+from tests.twilio_support import ACCOUNT_SID, AUTH_TOKEN, inbound_form, twilio_settings
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the signature is enough for a content check
+PDF = b"%PDF-1.4\n%%EOF\n"
+PUBLIC_URL = "http://testserver"
+
+
+async def post_signed(client: AsyncClient, path: str, form: dict[str, str]) -> Response:
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
+    return await client.post(path, data=form, headers={"X-Twilio-Signature": signature})
+
+
+@pytest.fixture
+async def fake_twilio() -> AsyncIterator[FakeTwilioApi]:
+    fake = FakeTwilioApi(ACCOUNT_SID, AUTH_TOKEN)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def fake_telegram() -> AsyncIterator[FakeTelegramAPI]:
+    fake = await FakeTelegramAPI(token=BOT_TOKEN).start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, fake_twilio: FakeTwilioApi, fake_telegram: FakeTelegramAPI) -> Settings:
+    return twilio_settings(
+        database_url,
+        api_url=fake_twilio.base_url,
+        telegram_api_url=fake_telegram.base_url,
+        telegram_bot_token=BOT_TOKEN,
+        telegram_webhook_secret=WEBHOOK_SECRET,
+        public_url=PUBLIC_URL,  # http, so the console's session cookie is kept by the test client
+    )
+
+
+@pytest.fixture
+async def acme(ctx: AppContext, client: AsyncClient) -> int:
+    tenant = await make_tenant(ctx, "acme")
+    await load_small_plan(ctx, tenant.retailer_id, prefix="A")
+    await add_user(ctx, "ana@acme.test", ["acme"])
+    return tenant.retailer_id
+
+
+async def ada_sends(
+    client: AsyncClient, body: str, *media: tuple[str, str], sid: str = "SM" + "c" * 32
+) -> None:
+    fields = {f"MediaUrl{i}": url for i, (url, _) in enumerate(media)}
+    fields |= {f"MediaContentType{i}": kind for i, (_, kind) in enumerate(media)}
+    form = inbound_form(body=body, sid=sid, sender="+14165550401", NumMedia=str(len(media)), **fields)
+    response = await post_signed(client, MESSAGES_PATH, form)
+    assert response.status_code == 200, response.text
+
+
+async def the_conversation(ctx: AppContext) -> tuple[Conversation, list[Message], list[str]]:
+    async with ctx.uow() as uow:
+        conversation = (await uow.session.exec(select(Conversation))).one()
+        messages = list((await uow.session.exec(select(Message).order_by(Message.id))).all())
+        replies = [o.body for o in (await uow.session.exec(select(OutboxMessage))).all()]
+    return conversation, messages, replies
+
+
+class TestAPictureBySms:
+    async def test_a_picture_without_words_goes_to_a_person_and_is_kept_as_twilios_url(
+        self, client, ctx, acme, fake_twilio
+    ):
+        url = fake_twilio.add_media("image/png", PNG)
+        await ada_sends(client, "", (url, "image/png"))
+        conversation, messages, replies = await the_conversation(ctx)
+        assert conversation.status == ConversationStatus.needs_person
+        inbound = next(m for m in messages if m.provider_id)
+        assert inbound.attachments == [{"content_type": "image/png", "ref": url}]
+        assert replies == [
+            "Thanks, I've got your picture. I can't look at pictures myself, so I'm passing it to a person"
+            " on our team. They'll answer here as soon as they can."
+        ]
+        assert fake_twilio.requests == []  # nothing is downloaded until an agent opens it
+
+    async def test_the_answer_is_in_the_recipients_language_and_a_second_picture_is_added(
+        self, client, ctx, acme, fake_twilio
+    ):
+        first, second = fake_twilio.add_media("image/jpeg", PNG), fake_twilio.add_media("image/jpeg", PNG)
+        form = inbound_form(body="", sid="SM" + "d" * 32, sender="+14165550402", NumMedia="1")
+        await post_signed(
+            client, MESSAGES_PATH, form | {"MediaUrl0": first, "MediaContentType0": "image/jpeg"}
+        )
+        form = inbound_form(body="", sid="SM" + "e" * 32, sender="+14165550402", NumMedia="1")
+        await post_signed(
+            client, MESSAGES_PATH, form | {"MediaUrl0": second, "MediaContentType0": "image/jpeg"}
+        )
+        _, _, replies = await the_conversation(ctx)
+        assert replies[0].startswith("Merci, j'ai bien reçu votre photo.")
+        assert (
+            replies[1]
+            == "Merci, c'est bien reçu. Une personne de notre équipe a déjà été prévenue et le verra ici."
+        )
+
+    async def test_a_picture_with_words_is_answered_as_the_words_ask(self, client, ctx, acme, fake_twilio):
+        url = fake_twilio.add_media("image/jpeg", PNG)
+        await ada_sends(client, "where is my parcel?", (url, "image/jpeg"))
+        conversation, messages, replies = await the_conversation(ctx)
+        assert conversation.status != ConversationStatus.needs_person
+        assert replies[0].startswith("Your parcel A001 is planned for")
+        assert next(m for m in messages if m.provider_id).attachments[0]["ref"] == url
+
+    async def test_a_url_that_is_not_twilios_media_is_left_out(self, client, ctx, acme, fake_twilio):
+        good = fake_twilio.add_media("image/png", PNG)
+        await ada_sends(client, "", ("https://evil.example/x.png", "image/png"), (good, "IMAGE/PNG"))
+        _, messages, _ = await the_conversation(ctx)
+        assert next(m for m in messages if m.provider_id).attachments == [
+            {"content_type": "image/png", "ref": good}
+        ]
+
+    @pytest.mark.parametrize("count", ["lots", "-1", "11"])
+    async def test_a_malformed_media_count_is_a_bad_request(self, client, acme, count):
+        form = inbound_form(body="", NumMedia=count)
+        response = await post_signed(client, MESSAGES_PATH, form)
+        assert response.status_code == 400 and "NumMedia" in response.text
+
+
+class TestTheConsole:
+    async def test_the_agent_sees_the_picture_fetched_from_twilio_with_the_accounts_credentials(
+        self, client, ctx, acme, fake_twilio
+    ):
+        url = fake_twilio.add_media("image/png", PNG)
+        await ada_sends(client, "", (url, "image/png"))
+        conversation, messages, _ = await the_conversation(ctx)
+        await sign_in(client, "ana@acme.test")
+        page = await client.get(f"/console/conversations/{conversation.id}")
+        (src,) = re.findall(r'<img src="([^"]+/attachments/[^"]+)"', page.text)
+        inbound = next(m for m in messages if m.provider_id)
+        assert src == f"/console/conversations/{conversation.id}/messages/{inbound.id}/attachments/0"
+        picture = await client.get(src)
+        assert picture.status_code == 200 and picture.content == PNG
+        assert picture.headers["content-type"] == "image/png"
+        assert "sandbox" in picture.headers["content-security-policy"]
+        assert "content-disposition" not in picture.headers
+        assert AUTH_TOKEN not in page.text and url not in page.text  # the browser sees our URL only
+
+    async def test_a_file_that_is_not_a_picture_is_a_download(self, client, ctx, acme, fake_twilio):
+        url = fake_twilio.add_media("application/pdf", PDF)
+        await ada_sends(client, "", (url, "application/pdf"))
+        conversation, _, replies = await the_conversation(ctx)
+        assert replies[0].startswith("Thanks, I've got your file.")
+        await sign_in(client, "ana@acme.test")
+        page = await client.get(f"/console/conversations/{conversation.id}")
+        assert '/attachments/0" alt' not in page.text and "File 1 (application/pdf)" in page.text
+        (href,) = re.findall(r'<a href="([^"]+/attachments/0)" class="file" download>', page.text)
+        file = await client.get(href)
+        assert file.status_code == 200 and file.content == PDF
+        assert file.headers["content-disposition"].startswith("attachment;")
+
+    async def test_another_retailers_agent_and_a_wrong_index_get_404(self, client, ctx, acme, fake_twilio):
+        await make_tenant(ctx, "globex")
+        await add_user(ctx, "gus@globex.test", ["globex"])
+        url = fake_twilio.add_media("image/png", PNG)
+        await ada_sends(client, "", (url, "image/png"))
+        conversation, messages, _ = await the_conversation(ctx)
+        inbound = next(m for m in messages if m.provider_id)
+        base = f"/console/conversations/{conversation.id}/messages/{inbound.id}/attachments"
+        await sign_in(client, "ana@acme.test")
+        assert (await client.get(f"{base}/1")).status_code == 404
+        reply = next(m for m in messages if not m.provider_id)
+        assert (
+            await client.get(f"/console/conversations/{conversation.id}/messages/{reply.id}/attachments/0")
+        ).status_code == 404
+        await sign_in(client, "gus@globex.test")
+        assert (await client.get(f"{base}/0")).status_code == 404
+        assert fake_twilio.requests == []
+
+    async def test_twilio_failing_gives_a_502_with_the_reason(self, client, ctx, acme, fake_twilio):
+        url = fake_twilio.add_media("image/png", PNG)
+        await ada_sends(client, "", (url, "image/png"))
+        conversation, messages, _ = await the_conversation(ctx)
+        inbound = next(m for m in messages if m.provider_id)
+        await sign_in(client, "ana@acme.test")
+        fake_twilio.fail_next()
+        src = f"/console/conversations/{conversation.id}/messages/{inbound.id}/attachments/0"
+        failed = await client.get(src)
+        assert failed.status_code == 502 and "Twilio answered 500" in failed.json()["detail"]
+        assert (await client.get(src)).content == PNG  # and it comes once Twilio is back
+
+
+class TestTelegram:
+    async def test_a_photo_comes_in_by_its_largest_size_and_the_agent_sees_it_through_get_file(
+        self, client, ctx, acme, fake_telegram
+    ):
+        small, large = (
+            fake_telegram.add_file(b"small", "photos/s.jpg"),
+            fake_telegram.add_file(PNG, "photos/l.jpg"),
+        )
+        conversation_id = await seed_conversation(ctx, acme, "A001", channel="telegram", texts=())
+        async with ctx.uow() as uow:
+            conversation = await uow.session.get(Conversation, conversation_id)
+            address = conversation.address
+        update = {
+            "update_id": 910_001,
+            "message": {
+                "message_id": 77,
+                "date": 1_764_000_000,
+                "chat": {"id": int(address), "type": "private"},
+                "from": {"id": int(address), "is_bot": False, "first_name": "Ada"},
+                "caption": "the box is like this",
+                "photo": [
+                    {"file_id": small, "file_unique_id": "s", "width": 90, "height": 60},
+                    {"file_id": large, "file_unique_id": "l", "width": 1280, "height": 960},
+                ],
+            },
+        }
+        response = await client.post(
+            "/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
+        )
+        assert response.status_code == 200, response.text
+        async with ctx.uow() as uow:
+            inbound = (await uow.session.exec(select(Message).where(Message.provider_id == "910001"))).one()
+        assert inbound.text == "the box is like this"
+        assert inbound.attachments == [{"content_type": "image/jpeg", "ref": large}]
+        await sign_in(client, "ana@acme.test")
+        picture = await client.get(
+            f"/console/conversations/{conversation_id}/messages/{inbound.id}/attachments/0"
+        )
+        assert picture.status_code == 200 and picture.content == PNG
+        assert [c.params["file_id"] for c in fake_telegram.calls_to("getFile")] == [large]
+
+    async def test_a_file_telegram_no_longer_has_gives_a_502(self, client, ctx, acme, fake_telegram):
+        conversation_id = await seed_conversation(ctx, acme, "A001", channel="telegram", texts=())
+        async with ctx.uow() as uow:
+            message = Message(
+                conversation_id=conversation_id,
+                channel=Channel.telegram,
+                direction="inbound",
+                author="recipient",
+                attachments=[{"content_type": "image/jpeg", "ref": "AgAC-gone"}],
+            )
+            uow.session.add(message)
+            await uow.commit()
+        await sign_in(client, "ana@acme.test")
+        gone = await client.get(
+            f"/console/conversations/{conversation_id}/messages/{message.id}/attachments/0"
+        )
+        assert gone.status_code == 502
