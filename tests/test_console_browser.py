@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +64,8 @@ class Served:
     settings: Settings
     twilio: FakeTwilioApi
 
-    def post_sms(self, body: str, sid: str) -> httpx.Response:
-        form = inbound_form(body=body, sid=sid, sender=RECIPIENT_PHONE, to=SHARED_SMS)
+    def post_sms(self, body: str, sid: str, **media: str) -> httpx.Response:
+        form = inbound_form(body=body, sid=sid, sender=RECIPIENT_PHONE, to=SHARED_SMS, **media)
         url = self.settings.public_url + MESSAGES_PATH  # Twilio signs the public URL it called
         headers = {"X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(url, form)}
         return httpx.post(self.url + MESSAGES_PATH, data=form, headers=headers, timeout=30)
@@ -203,6 +205,40 @@ def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_b
     assert response is not None and response.status == 404
     assert "this is Ana" not in page.content()
     other.close()
+
+
+def png(width: int, height: int) -> bytes:
+    """A real PNG of one colour, written by hand (no imaging library in the test dependencies)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xcc\x22\x22" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_picture_the_recipient_sends_shows_in_the_agents_thread(served, browser):
+    from playwright.sync_api import expect
+
+    url = served.twilio.add_media("image/png", png(40, 30))
+    sent = served.post_sms("", "SM" + "3" * 32, NumMedia="1", MediaUrl0=url, MediaContentType0="image/png")
+    assert sent.status_code == 200, sent.text
+    agent = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = agent.new_page()
+    sign_in(page, served.url + "/console", "ana@acme.test")
+    page.locator("#conv-list li a").first.click()
+    expect(page.locator("#conversation-status")).to_have_text("needs person")
+    picture = page.get_by_alt_text("Picture 1 from the recipient")
+    expect(picture).to_be_visible()
+    wait_for(lambda: picture.evaluate("img => img.complete && img.naturalWidth") == 40, "the picture to load")
+    expect(page.locator("#thread")).to_contain_text("Thanks, I've got your picture.")
+    agent.close()
 
 
 def test_the_event_stream_of_an_agent_carries_only_their_retailers_notices(served):
