@@ -312,16 +312,7 @@ def is_current(delivery: Delivery, offer: WindowOffer) -> bool:
 async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
     at_point = delivery.status == DeliveryStatus.redirected
     if parsed.home and delivery.status == DeliveryStatus.ready_for_pickup:
-        turn.say(
-            turn._(
-                "Your parcel %(tracking)s is waiting for you at %(point)s. A person from our team can help "
-                "if you'd like it brought to your door.",
-                tracking=delivery.tracking,
-                point=await point_of(turn, delivery),
-            ),
-            [turn.option(turn._("Talk to a person"), "menu:person")],
-            kind="change.refused",
-        )
+        await waiting_at_the_point(turn, delivery)
         return
     if delivery.status not in MOVABLE_STATUSES:
         not_changeable(turn)
@@ -331,15 +322,7 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         return
     coming = delivery.status in (DeliveryStatus.scheduled, DeliveryStatus.pooled)
     if parsed.home and coming and not parsed.has_time and delivery.window_start and delivery.window_end:
-        turn.say(
-            turn._(
-                "Your parcel %(tracking)s is already coming to your door, planned for %(window)s.",
-                tracking=delivery.tracking,
-                window=window_text(turn, delivery, delivery.window_start, delivery.window_end),
-            ),
-            menu(turn, delivery),
-            kind="reschedule.same",
-        )
+        already_coming_to_the_door(turn, delivery, delivery.window_start, delivery.window_end)
         return
     try:
         offers = await service.offer_windows(
@@ -421,6 +404,32 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
         ),
         offer_options(turn, delivery, nearest_offers(offers, _anchor(start, end)), "win"),
         kind="reschedule.alternatives",
+    )
+
+
+async def waiting_at_the_point(turn: Turn, delivery: Delivery) -> None:
+    """ "Deliver it home" once the parcel is at the point: a second trip is a person's call."""
+    turn.say(
+        turn._(
+            "Your parcel %(tracking)s is waiting for you at %(point)s. A person from our team can help "
+            "if you'd like it brought to your door.",
+            tracking=delivery.tracking,
+            point=await point_of(turn, delivery),
+        ),
+        [turn.option(turn._("Talk to a person"), "menu:person")],
+        kind="change.refused",
+    )
+
+
+def already_coming_to_the_door(turn: Turn, delivery: Delivery, start: datetime, end: datetime) -> None:
+    turn.say(
+        turn._(
+            "Your parcel %(tracking)s is already coming to your door, planned for %(window)s.",
+            tracking=delivery.tracking,
+            window=window_text(turn, delivery, start, end),
+        ),
+        menu(turn, delivery),
+        kind="reschedule.same",
     )
 
 
