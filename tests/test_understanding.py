@@ -243,6 +243,10 @@ class TestRescheduleAndOtherRequests:
             ("we have a new address", "en"),
             ("j'ai déménagé, livrez au 12 rue Saint-Denis", "fr_CA"),
             ("me mudé, entreguen en la calle Ontario 8", "es"),
+            ("can I change the delivery address to my work?", "en"),
+            ("can it go to my work?", "en"),
+            ("pouvez-vous le livrer à mon bureau?", "fr_CA"),
+            ("entréguenlo en mi trabajo", "es"),
         ],
     )
     def test_a_new_address_is_for_a_person_not_a_new_time(self, text, locale):
