@@ -318,6 +318,21 @@ class TestRescheduleAndOtherRequests:
         result = read(text, locale)
         assert result.intent is intent and not result.home
 
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("can I pick the exact time?", "en"),
+            ("est-ce que je peux choisir l'heure exacte?", "fr_CA"),
+            ("¿puedo elegir la hora?", "es"),
+        ],
+    )
+    def test_asking_to_choose_the_time_is_a_reschedule(self, text, locale):
+        assert read(text, locale).intent is Intent.reschedule
+
+    @pytest.mark.parametrize("text", ["¿y si llueve?", "si no estoy en casa?", "¿qué pasa si no contesto?"])
+    def test_the_spanish_if_is_not_a_yes(self, text):
+        assert read(text, "es").intent is not Intent.yes
+
     def test_deliver_to_a_floor_is_still_a_note_for_the_driver(self):
         assert read("deliver to 2nd floor please").intent is Intent.instructions
 

@@ -651,7 +651,11 @@ INTENT_CUES: list[tuple[str, float, str]] = [
     (
         "yes",
         2,
-        r"si|claro|vale|de acuerdo|perfecto|correcto|exacto|confirmo|por supuesto|esta bien|"
+        # "sí", "sí, por favor" agree; the "si" of "¿y si llueve?", "si no estoy" is an "if"
+        r"(?<!\by )(?<!\bet )(?<!\bque )(?<!\bpero )si(?= *$| *[,!.]| (?:por favor|porfa|claro|gracias|"
+        r"esta bien|perfecto|dale|vale|de acuerdo|confirmo|correcto|exacto|listo|bueno|seguro|adelante|"
+        r"me parece|senor|senora)(?![a-z0-9]))|"
+        r"claro|vale|de acuerdo|perfecto|correcto|exacto|confirmo|por supuesto|esta bien|"
         r"me parece bien|bueno|dale|listo|sale|genial|excelente"
         # "va" alone agrees; inside "ça va être livré" it does not
         r"|^ *va(?: [!.,]+)? *$",
@@ -922,6 +926,18 @@ HOME_DELIVERY = (
     r"|(?:cancel\w*|ya no quiero|no quiero|no necesito) (?:el )?punto de (?:recogida|entrega|retiro)"
 )
 INTENT_CUES += [("reschedule", 5, HOME_DELIVERY)]
+
+# Asking to choose the time ("can I pick the exact time?"): the reply lists the times on offer.
+INTENT_CUES += [
+    (
+        "reschedule",
+        3,
+        r"(?:choose|pick|select|set) (?:the |a |my |an )?(?:exact |specific |delivery )?"
+        r"(?:time|hour|window|slot)"
+        r"|(?:choisir|selectionner) (?:l |une |mon |le )?(?:heure|moment|creneau|plage)"
+        r"|(?:elegir|escoger|seleccionar) (?:la |una |el |un )?(?:hora|horario)",
+    ),
+]
 
 # Opening hours of the pickup point it is going to: the status reply gives them.
 INTENT_CUES += [
