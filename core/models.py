@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -28,14 +28,18 @@ def empty_list() -> list[Any]:
     return []
 
 
-def json_column(default_factory: Callable[[], Any] = empty_dict) -> Any:
+def json_column(default_factory: Callable[[], Any] = empty_dict, *, server_default: str | None = None) -> Any:
     """A JSON column that is never NULL.
 
     The factories are Python functions, not the builtins `dict`/`list`: pydantic asks for a default
     factory's signature on every model construction, and a builtin's is parsed from its text
-    signature each time (~0.3 ms per object here).
+    signature each time (~0.3 ms per object here). `server_default` (JSON text) serves the batched
+    Core inserts that leave the column out.
     """
-    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
+    default = text(f"'{server_default}'") if server_default is not None else None
+    return Field(
+        default_factory=default_factory, sa_column=Column(JSON, nullable=False, server_default=default)
+    )
 
 
 class Channel(enum.StrEnum):
@@ -375,7 +379,7 @@ class Message(SQLModel, table=True):
     options: list[dict[str, str]] = json_column(empty_list)
     # pictures and files the recipient sent: {"content_type", "ref"} (the channel's media URL or file id),
     # fetched from the channel only when an agent opens them (console/pages.py)
-    attachments: list[dict[str, str]] = json_column(empty_list)
+    attachments: list[dict[str, str]] = json_column(empty_list, server_default="[]")
     internal_note: bool = False
     provider_id: str | None = Field(default=None, max_length=64)  # inbound: MessageSid / update id
     outbox_id: int | None = Field(default=None, foreign_key="outboxmessage.id")

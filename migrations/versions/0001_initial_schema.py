@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 06:54:38.168297
+Create Date: 2026-12-06 07:07:51.833526
 """
 
 from collections.abc import Sequence
@@ -554,7 +554,7 @@ def upgrade() -> None:
         sa.Column("text", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("payload", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
         sa.Column("options", sa.JSON(), nullable=False),
-        sa.Column("attachments", sa.JSON(), nullable=False),
+        sa.Column("attachments", sa.JSON(), server_default=sa.text("'[]'"), nullable=False),
         sa.Column("internal_note", sa.Boolean(), nullable=False),
         sa.Column("provider_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("outbox_id", sa.Integer(), nullable=True),
