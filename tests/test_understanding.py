@@ -329,6 +329,21 @@ class TestRescheduleAndOtherRequests:
     def test_asking_to_choose_the_time_is_a_reschedule(self, text, locale):
         assert read(text, locale).intent is Intent.reschedule
 
+    @pytest.mark.parametrize(
+        ("text", "locale", "direction"),
+        [
+            ("can the driver come earlier?", "en", "earlier"),
+            ("could you come later", "en", "later"),
+            ("plus tôt svp", "fr_CA", "earlier"),
+            ("¿pueden venir más tarde?", "es", "later"),
+            ("earlier tomorrow", "en", None),  # a time is named: it is the wish
+            ("later or earlier, anything", "en", None),
+        ],
+    )
+    def test_earlier_or_later_than_planned(self, text, locale, direction):
+        result = read(text, locale)
+        assert result.intent is Intent.reschedule and result.direction == direction
+
     @pytest.mark.parametrize("text", ["¿y si llueve?", "si no estoy en casa?", "¿qué pasa si no contesto?"])
     def test_the_spanish_if_is_not_a_yes(self, text):
         assert read(text, "es").intent is not Intent.yes

@@ -348,6 +348,9 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
                 kind="reschedule.offer",
             )
             return
+        if parsed.direction and not at_point and delivery.window_start and delivery.window_end:
+            earlier_or_later(turn, delivery, offers, parsed.direction)
+            return
         if parsed.away:  # "what if I'm not home?": a pickup point or a safe place may suit better
             turn.say(
                 turn._(
@@ -430,6 +433,38 @@ def already_coming_to_the_door(turn: Turn, delivery: Delivery, start: datetime, 
         ),
         menu(turn, delivery),
         kind="reschedule.same",
+    )
+
+
+def earlier_or_later(turn: Turn, delivery: Delivery, offers: list[WindowOffer], direction: str) -> None:
+    """ "Can you come earlier?": the times before the planned one, soonest first; none, then say so."""
+    assert delivery.window_start is not None and delivery.window_end is not None
+    planned = delivery.window_start
+    earlier = direction == "earlier"
+    wanted = sorted(
+        (o for o in offers if (o.start < planned if earlier else o.start > planned)), key=lambda o: o.start
+    )
+    if wanted:
+        turn.say(
+            turn._("These earlier times are available:")
+            if earlier
+            else turn._("These later times are available:"),
+            offer_options(turn, delivery, wanted[:OFFERS_SHOWN], "win"),
+            kind="reschedule.offer",
+        )
+        return
+    if not offers:
+        no_windows(turn)
+        return
+    window = window_text(turn, delivery, delivery.window_start, delivery.window_end)
+    turn.say(
+        turn._("Sorry, I can't find an earlier time than %(window)s. Other times available:", window=window)
+        if earlier
+        else turn._(
+            "Sorry, I can't find a later time than %(window)s. Other times available:", window=window
+        ),
+        offer_options(turn, delivery, offers[:OFFERS_SHOWN], "win"),
+        kind="reschedule.alternatives",
     )
 
 

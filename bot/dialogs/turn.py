@@ -46,6 +46,7 @@ class Parsed:
     not_on: date | None = None  # a day they said they are away: no window offered on it
     away: bool = False  # they said they won't be there and asked no time
     home: bool = False  # to their door rather than a pickup point
+    direction: str | None = None  # "earlier" / "later" than the time planned, no time named
 
     @classmethod
     def of(cls, understood: Any) -> Parsed:
@@ -64,6 +65,7 @@ class Parsed:
             not_on=getattr(understood, "not_on", None),
             away=bool(getattr(understood, "away", False)),
             home=bool(getattr(understood, "home", False)),
+            direction=getattr(understood, "direction", None),
         )
 
     def as_state(self) -> dict[str, Any]:
@@ -76,6 +78,7 @@ class Parsed:
             "not_on": self.not_on.isoformat() if self.not_on else None,
             "away": self.away,
             "home": self.home,
+            "direction": self.direction,
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class Parsed:
             not_on=date.fromisoformat(data["not_on"]) if isinstance(data.get("not_on"), str) else None,
             away=data.get("away") is True,
             home=data.get("home") is True,
+            direction=data.get("direction") if data.get("direction") in ("earlier", "later") else None,
         )
 
     @property

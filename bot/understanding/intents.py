@@ -13,8 +13,10 @@ from bot.understanding.lexicon import (
     INTENT_CUES,
     LANGUAGE_NAMES,
     LANGUAGE_WORDS,
+    LATER,
     LOOSE_WORDS,
     PARCEL_WORDS,
+    SOONER,
     START_WORDS,
     STOP_WORDS,
     WORD_PATTERN,
@@ -31,6 +33,9 @@ ASKS_ANOTHER_TIME = [
 ]
 # "deliver it home instead": to the door rather than a pickup point
 HOME = re.compile(WORD_PATTERN(HOME_DELIVERY))
+# "earlier" / "later" than the time planned, when no time is named
+SOONER_WORDS = re.compile(WORD_PATTERN(SOONER))
+LATER_WORDS = re.compile(WORD_PATTERN(LATER))
 # What a message is about, as opposed to social moves (yes, thanks, hello).
 CONTENT_INTENTS = (
     Intent.stop,

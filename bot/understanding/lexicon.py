@@ -927,6 +927,10 @@ HOME_DELIVERY = (
 )
 INTENT_CUES += [("reschedule", 5, HOME_DELIVERY)]
 
+# Another time than the one planned, in a direction: "can you come earlier?", "plus tard", "más temprano".
+SOONER = r"earlier|sooner|before that|plus tot|plus de bonne heure|mas temprano|mas pronto|antes de eso"
+LATER = r"later|after that|plus tard|mas tarde|despues de eso"
+
 # Asking to choose the time ("can I pick the exact time?"): the reply lists the times on offer.
 INTENT_CUES += [
     (

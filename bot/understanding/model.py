@@ -50,6 +50,8 @@ class Understanding:
     away: bool = False
     # they ask for the parcel at their door rather than at a pickup point ("deliver it home instead")
     home: bool = False
+    # "earlier" or "later" than the time planned, asked without naming a time ("can you come earlier?")
+    direction: str | None = None
 
     def as_json(self) -> dict[str, object]:
         """The shape `python app.py understand` prints."""
@@ -69,4 +71,5 @@ class Understanding:
             "not_on": self.not_on.isoformat() if self.not_on else None,
             "away": self.away,
             "home": self.home,
+            "direction": self.direction,
         }

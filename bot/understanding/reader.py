@@ -79,6 +79,11 @@ def understand(
     )
     away = bool(absent) and not any(p.search(message.canonical) for p in intents.ASKS_ANOTHER_TIME)
     home = intent is Intent.reschedule and bool(intents.HOME.search(message.canonical))
+    direction = None
+    if asks_no_time:
+        sooner = bool(intents.SOONER_WORDS.search(message.canonical))
+        later = bool(intents.LATER_WORDS.search(message.canonical))
+        direction = "earlier" if sooner and not later else "later" if later and not sooner else None
     return Understanding(
         intent=intent,
         language=language,
@@ -101,6 +106,7 @@ def understand(
         not_on=not_on,
         away=away,
         home=home,
+        direction=direction,
     )
 
 
