@@ -562,8 +562,7 @@ async def redirect(
     if delivery.status not in MOVABLE_STATUSES:
         not_changeable(turn)
         return
-    if delivery.status == DeliveryStatus.redirected:  # another point than the one it is going to
-        exclude = exclude or delivery.pickup_point_id
+    if delivery.status == DeliveryStatus.redirected:  # the service lists the other points
         intro = intro or turn._(
             "Your parcel is going to %(point)s. Other pickup points near you:",
             point=await point_of(turn, delivery),
@@ -575,9 +574,7 @@ async def redirect(
     except SchedulingError as error:
         await scheduling_failed(turn, error)
         return
-    options = [o for o in options if o.point.id not in (exclude, delivery.pickup_point_id)][
-        :PICKUP_POINTS_SHOWN
-    ]
+    options = [o for o in options if o.point.id != exclude][:PICKUP_POINTS_SHOWN]
     if not options:
         at_point = delivery.status == DeliveryStatus.redirected
         turn.say(
