@@ -275,6 +275,9 @@ class TestRescheduleAndOtherRequests:
             ("textez-moi avant de passer", "fr_CA"),
             ("¿me pueden avisar cuando esté cerca?", "es"),
             ("avísenme antes de llegar", "es"),
+            ("will the driver call me first?", "en"),
+            ("est-ce que le livreur appelle avant?", "fr_CA"),
+            ("¿me van a llamar antes de llegar?", "es"),
         ],
     )
     def test_asking_to_be_told_before_the_driver_comes(self, text, locale):
@@ -282,7 +285,13 @@ class TestRescheduleAndOtherRequests:
 
     @pytest.mark.parametrize(
         ("text", "locale"),
-        [("call me when you arrive", "en"), ("when will it arrive", "en"), ("¿cuándo llega?", "es")],
+        [
+            ("call me when you arrive", "en"),
+            ("can someone call me?", "en"),
+            ("when will it arrive", "en"),
+            ("¿cuándo llega?", "es"),
+            ("¿me pueden llamar?", "es"),
+        ],
     )
     def test_a_call_or_a_when_is_not_asking_to_be_told(self, text, locale):
         assert read(text, locale).intent is not Intent.notify_me

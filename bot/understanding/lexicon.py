@@ -943,6 +943,20 @@ INTENT_CUES += [
     ),
 ]
 
+# Asking whether the driver calls first is asking when we write: the notify_me answer. "Call me when
+# you arrive" (a request, not a question) stays a person's.
+INTENT_CUES += [
+    (
+        "notify_me",
+        6,
+        r"(?:does|do|will|would|is|are) (?:the driver|the courier|he|she|they|you|someone|anyone)"
+        r"(?: going to)? (?:call|text|phone|ring|contact|warn)"
+        r"|(?:le livreur|il|elle|vous|quelqu un) (?:va (?:t il |t elle )?)?(?:m |nous )?"
+        r"(?:appel\w*|telephon\w*|text\w*|previen\w*) (?:\w+ )?avant"
+        r"|(?:el repartidor|me|nos) (?:\w+ ){0,2}(?:llama|llamara|llamar|llaman|llamaran|avisa|avisan) antes",
+    ),
+]
+
 # Opening hours of the pickup point it is going to: the status reply gives them.
 INTENT_CUES += [
     (
