@@ -202,12 +202,17 @@ def confirmation(
 ) -> Wanted:
     """The message confirming a change: at once when someone else made it; when the recipient made it
     in a conversation, the bot confirmed it there, so this one waits `CHAT_CONFIRMATION_GRACE` and
-    goes only if that reply never did (the turn failed after the change was committed)."""
+    goes only if that reply never did (the turn failed after the change was committed).
+
+    The reply is looked for from the change's own clock (`event.at`, the turn's: its replies carry
+    the same time), so an earlier change's reply cannot stand for it; an event kept by an older
+    version, without `at`, looks back the grace instead."""
     d, r = event.delivery_id, event.retailer_id
     key = f"{name}:{d}:{discriminator}"
     if not event.actor.startswith(Author.recipient.value):
         return Wanted(name, d, r, key, now, context)
-    unless = {"unless_said": CHAT_CONFIRMATIONS[type(event)], "since": _iso(now - CHAT_CONFIRMATION_GRACE)}
+    since = event.at if event.at is not None else now - CHAT_CONFIRMATION_GRACE
+    unless = {"unless_said": CHAT_CONFIRMATIONS[type(event)], "since": _iso(since)}
     return Wanted(name, d, r, key, now + CHAT_CONFIRMATION_GRACE, context | unless)
 
 

@@ -29,12 +29,14 @@ class DeliveryRescheduled(Event):
     window_start: datetime
     window_end: datetime
     actor: str = "system"
+    at: datetime | None = None  # the clock of the change: a chat's reply confirming it is from then
 
 
 @dataclass(frozen=True)
 class RedirectedToPickup(Event):
     pickup_point_id: int
     actor: str = "system"
+    at: datetime | None = None  # the clock of the change: a chat's reply confirming it is from then
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class WhiteGloveBooked(Event):
     slot_start: datetime
     slot_end: datetime
     actor: str = "system"
+    at: datetime | None = None  # the clock of the change: a chat's reply confirming it is from then
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class WhiteGloveCancelled(Event):
     slot_start: datetime
     slot_end: datetime
     actor: str = "system"
+    at: datetime | None = None  # the clock of the change: a chat's reply confirming it is from then
 
 
 @dataclass(frozen=True)

@@ -772,9 +772,9 @@ async def _move(
         now=now,
     )
     if white_glove:
-        uow.record(WhiteGloveBooked(retailer.id or 0, fresh.id or 0, start, end, actor=actor.kind))
+        uow.record(WhiteGloveBooked(retailer.id or 0, fresh.id or 0, start, end, actor=actor.kind, at=now))
     else:
-        uow.record(DeliveryRescheduled(retailer.id or 0, fresh.id or 0, start, end, actor=actor.kind))
+        uow.record(DeliveryRescheduled(retailer.id or 0, fresh.id or 0, start, end, actor=actor.kind, at=now))
     await _commit(uow, installs)
     return ChangeResult(fresh, start, end, vehicle_id, eta)
 
@@ -842,7 +842,7 @@ async def cancel_white_glove(
     )
     uow.record(
         WhiteGloveCancelled(
-            retailer.id or 0, fresh.id or 0, slot_start or now, slot_end or now, actor=actor.kind
+            retailer.id or 0, fresh.id or 0, slot_start or now, slot_end or now, actor=actor.kind, at=now
         )
     )
     await _commit(uow, installs)
@@ -999,7 +999,7 @@ async def redirect_to_pickup(
     await _log_delivery_change(
         session, retailer, "redirected", actor, fresh, before=before, after=_snapshot(fresh, None), now=now
     )
-    uow.record(RedirectedToPickup(retailer.id or 0, fresh.id or 0, pickup_point_id, actor=actor.kind))
+    uow.record(RedirectedToPickup(retailer.id or 0, fresh.id or 0, pickup_point_id, actor=actor.kind, at=now))
     await _commit(uow, installs)
     return ChangeResult(fresh, fresh.window_start, fresh.window_end, None, None)
 

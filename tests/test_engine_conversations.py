@@ -560,6 +560,29 @@ class TestTheConfirmationOfAChange:
         (body,) = await self.confirmations_two_minutes_on(ctx)
         assert "T001" in body and "Fri Dec 4" in body
 
+    async def test_a_second_change_whose_reply_died_is_not_deemed_confirmed_by_the_first(self, ctx, acme):
+        chat = await self.moved_to_friday_evening(ctx, acme)
+        assert "Done!" in await chat.say("yes")
+        first = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0].window_start
+        a_minute_on = NOW + timedelta(minutes=1)
+        ctx.clock = lambda: a_minute_on
+        understanding = chat.engine._understand
+        chat.engine = ConversationEngine(ctx, clock=lambda: a_minute_on, understand=understanding)
+        # the one other time that evening
+        assert "Move your delivery to Fri Dec 4, 6:00-8:00 PM?" in await chat.say("friday evening")
+        chat.engine = ConversationEngine(
+            ctx, clock=lambda: a_minute_on, understand=understanding, state_store=DiesAfterTheChange()
+        )
+        with pytest.raises(ConnectionResetError):
+            await chat.say("yes")
+        second = (await rows(ctx, Delivery, Delivery.tracking == "T001"))[0]
+        assert second.window_start != first  # the second change was made, its reply never went
+        ctx.clock = lambda: a_minute_on + CHAT_CONFIRMATION_GRACE + timedelta(seconds=1)
+        await fire_notifications(ctx)
+        sent = [m.body for m in await rows(ctx, OutboxMessage) if m.template_key == "reschedule_confirmed"]
+        expected = second.window_start.astimezone(ZoneInfo("America/Toronto")).strftime("%-I:%M")
+        assert len(sent) == 1 and expected in sent[0]
+
 
 class TestPickupHours:
     async def test_a_parcel_waiting_at_a_closed_point_says_it_is_closed_today(self, ctx, acme):
