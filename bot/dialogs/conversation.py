@@ -469,6 +469,18 @@ class Dialogs:
         if not turn.recipients and conversation.misunderstood < 2:
             self.unlinked(turn)
             return
+        offered = turn.previous_options()
+        if conversation.misunderstood < 2 and any(data is not None for _, data in offered):
+            # a list of times or points is on the table: keep it rather than fall back to the menu
+            turn.say(
+                turn._(
+                    "Sorry, I didn't get that. Which one? Please reply with a number from 1 to %(count)s.",
+                    count=len(offered),
+                ),
+                offered,
+                kind="clarify",
+            )
+            return
         delivery = await self.focus(turn, parsed, ask=False)
         if conversation.misunderstood >= 2:
             turn.say(
