@@ -353,6 +353,18 @@ class TestRescheduleAndOtherRequests:
         result = read(text, locale)
         assert result.intent is Intent.reschedule and result.direction == direction
 
+    @pytest.mark.parametrize(
+        ("text", "locale"),
+        [
+            ("do I have to be home?", "en"),
+            ("est-ce que je dois être là?", "fr_CA"),
+            ("¿tengo que estar en casa?", "es"),
+        ],
+    )
+    def test_asking_whether_to_be_home_is_being_away(self, text, locale):
+        result = read(text, locale)
+        assert result.intent is Intent.reschedule and result.away and result.window_start is None
+
     @pytest.mark.parametrize("text", ["¿y si llueve?", "si no estoy en casa?", "¿qué pasa si no contesto?"])
     def test_the_spanish_if_is_not_a_yes(self, text):
         assert read(text, "es").intent is not Intent.yes

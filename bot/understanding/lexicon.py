@@ -927,6 +927,17 @@ HOME_DELIVERY = (
 )
 INTENT_CUES += [("reschedule", 5, HOME_DELIVERY)]
 
+# "Do I have to be home?": the reply gives every way round being there (bot/understanding/when.py
+# counts it as an absence, so the message sets `away`).
+MUST_BE_THERE = (
+    r"(?:do|will|would) (?:i|we) (?:have|need) to be (?:home|there|in|around|present)"
+    r"|(?:have|need) to be (?:home|there) for (?:it|the delivery)|must (?:i|we) be (?:home|there)"
+    r"|(?:dois je|est ce que je dois|faut il|faut tu|est ce qu il faut|il faut) (?:que je sois |etre )?"
+    r"(?:la|a la maison|chez moi|present|presente)"
+    r"|(?:tengo|tenemos|hay) que estar (?:en casa|ahi|presente|alli)"
+)
+INTENT_CUES += [("reschedule", 2, MUST_BE_THERE)]  # below 3: not asking for another time
+
 # Another time than the one planned, in a direction: "can you come earlier?", "plus tard", "más temprano".
 SOONER = r"earlier|sooner|before that|plus tot|plus de bonne heure|mas temprano|mas pronto|antes de eso"
 LATER = r"later|after that|plus tard|mas tarde|despues de eso"

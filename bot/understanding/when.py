@@ -34,6 +34,8 @@ from zoneinfo import ZoneInfo
 
 import dateparser
 
+from bot.understanding.lexicon import MUST_BE_THERE
+
 DATEPARSER_LANGUAGE = {"en": "en", "fr_CA": "fr", "es": "es"}
 
 # Parts of day, minutes since midnight.
@@ -250,6 +252,7 @@ ORDINAL_DAY = _w(
     r"|(?P<m>\d{1,2})(?:st|nd|rd|th)(?! ?(?:one|option))"
 )
 ABSENCE = _w(
+    MUST_BE_THERE + r"|"
     r"not (?:be )?(?:home|there|around|in|available)|be not (?:home|there|around|available)|will not be|"
     r"am not (?:home|there)|at work|i am out|away|busy|working|i work|stuck at|at the office|can not make it"
     r"|not (?:going to|gonna) be (?:home|there|around|in|available)|going to be out|be out"
