@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 MAX_MEDIA_BYTES = 16 * 1024 * 1024
 # "type/subtype" as the channel said; anything else is shown as a plain download
 CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$")
-# shown in the page; any other type (SVG, HTML...) is offered as a download, never rendered
-INLINE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/bmp"})
+# shown in the page (pictures) or played in it (voice messages, videos); any other type (SVG, HTML...)
+# is offered as a download, never rendered
+PICTURE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/bmp"})
+AUDIO_TYPES = frozenset({"audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/wav", "audio/webm"})
+VIDEO_TYPES = frozenset({"video/mp4", "video/webm"})
+INLINE_TYPES = PICTURE_TYPES | AUDIO_TYPES | VIDEO_TYPES
 
 
 def normal_content_type(value: str | None) -> str:

@@ -66,13 +66,18 @@ PER_CHAT_INTERVAL = 1.0
 
 
 def attachments_of(message: Message) -> tuple[Attachment, ...]:
-    """A photo (its largest size: Telegram sends JPEG) or a document, by file id."""
+    """A photo (its largest size: Telegram sends JPEG), a voice message, an audio file, a video or a
+    document, by file id."""
     if message.photo:
+        largest = max(message.photo, key=lambda size: size.width * size.height)
+        return (Attachment("image/jpeg", largest.file_id),)
+    if message.voice is not None:  # Telegram records voice messages as OGG/Opus
         return (
-            Attachment("image/jpeg", max(message.photo, key=lambda size: size.width * size.height).file_id),
+            Attachment(normal_content_type(message.voice.mime_type or "audio/ogg"), message.voice.file_id),
         )
-    if message.document is not None:
-        return (Attachment(normal_content_type(message.document.mime_type), message.document.file_id),)
+    for sent in (message.audio, message.video, message.document):
+        if sent is not None:
+            return (Attachment(normal_content_type(sent.mime_type), sent.file_id),)
     return ()
 
 

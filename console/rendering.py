@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 
-from channels.media import INLINE_TYPES
+from channels.media import AUDIO_TYPES, PICTURE_TYPES, VIDEO_TYPES
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -49,7 +49,8 @@ def _environment() -> Environment:
     env.filters["local"] = local
     env.filters["local_day"] = local_day
     env.globals["window"] = window
-    env.globals["inline_media_types"] = INLINE_TYPES  # pictures shown in the thread; other files are links
+    # pictures shown and voice messages or videos played in the thread; other files are links
+    env.globals["media_types"] = {"picture": PICTURE_TYPES, "audio": AUDIO_TYPES, "video": VIDEO_TYPES}
     return env
 
 

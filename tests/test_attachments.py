@@ -24,6 +24,7 @@ from tests.twilio_support import ACCOUNT_SID, AUTH_TOKEN, inbound_form, twilio_s
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the signature is enough for a content check
 PDF = b"%PDF-1.4\n%%EOF\n"
+OGG = b"OggS" + b"\x00" * 60
 PUBLIC_URL = "http://testserver"
 
 
@@ -175,6 +176,18 @@ class TestTheConsole:
         assert file.status_code == 200 and file.content == PDF
         assert file.headers["content-disposition"].startswith("attachment;")
 
+    async def test_a_voice_message_is_played_in_the_thread(self, client, ctx, acme, fake_twilio):
+        url = fake_twilio.add_media("audio/ogg", OGG)
+        await ada_sends(client, "", (url, "audio/ogg"))
+        conversation, _, replies = await the_conversation(ctx)
+        assert replies[0].startswith("Thanks, I've got your voice message. I can't listen to it myself")
+        await sign_in(client, "ana@acme.test")
+        page = await client.get(f"/console/conversations/{conversation.id}")
+        (src,) = re.findall(r'<audio controls preload="none" src="([^"]+/attachments/0)"', page.text)
+        played = await client.get(src)
+        assert played.status_code == 200 and played.content == OGG
+        assert played.headers["content-type"] == "audio/ogg" and "content-disposition" not in played.headers
+
     async def test_another_retailers_agent_and_a_wrong_index_get_404(self, client, ctx, acme, fake_twilio):
         await make_tenant(ctx, "globex")
         await add_user(ctx, "gus@globex.test", ["globex"])
@@ -246,6 +259,28 @@ class TestTelegram:
         )
         assert picture.status_code == 200 and picture.content == PNG
         assert [c.params["file_id"] for c in fake_telegram.calls_to("getFile")] == [large]
+
+    async def test_a_voice_message_comes_in_as_ogg_audio(self, client, ctx, acme, fake_telegram):
+        voice = fake_telegram.add_file(OGG, "voice/file_1.oga")
+        conversation_id = await seed_conversation(ctx, acme, "A001", channel="telegram", texts=())
+        async with ctx.uow() as uow:
+            conversation = await uow.session.get(Conversation, conversation_id)
+            chat = int(conversation.address)
+        update = {
+            "update_id": 910_002,
+            "message": {
+                "message_id": 78,
+                "date": 1_764_000_000,
+                "chat": {"id": chat, "type": "private"},
+                "from": {"id": chat, "is_bot": False, "first_name": "Ada"},
+                "voice": {"file_id": voice, "file_unique_id": "v", "duration": 4, "mime_type": "audio/ogg"},
+            },
+        }
+        headers = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
+        assert (await client.post("/webhooks/telegram", json=update, headers=headers)).status_code == 200
+        async with ctx.uow() as uow:
+            inbound = (await uow.session.exec(select(Message).where(Message.provider_id == "910002"))).one()
+        assert inbound.attachments == [{"content_type": "audio/ogg", "ref": voice}]
 
     async def test_a_file_telegram_no_longer_has_gives_a_502(self, client, ctx, acme, fake_telegram):
         conversation_id = await seed_conversation(ctx, acme, "A001", channel="telegram", texts=())

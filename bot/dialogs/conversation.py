@@ -420,14 +420,19 @@ class Dialogs:
 
     def attachment_to_person(self, turn: Turn) -> None:
         turn.state.pop("pending", None)
-        pictures = all(a.content_type.startswith("image/") for a in turn.message.attachments)
+        kinds = {a.content_type.split("/")[0] for a in turn.message.attachments}
         if request_person(turn.uow, turn.conversation, "attachment", turn.now):
             text = (
                 turn._(
                     "Thanks, I've got your picture. I can't look at pictures myself, so I'm passing it to a "
                     "person on our team. They'll answer here as soon as they can."
                 )
-                if pictures
+                if kinds == {"image"}
+                else turn._(
+                    "Thanks, I've got your voice message. I can't listen to it myself, so I'm passing it to "
+                    "a person on our team. They'll answer here as soon as they can."
+                )
+                if kinds == {"audio"}
                 else turn._(
                     "Thanks, I've got your file. I can't open files myself, so I'm passing it to a person "
                     "on our team. They'll answer here as soon as they can."
