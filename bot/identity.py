@@ -33,9 +33,6 @@ OPEN_STATUSES = (
     DeliveryStatus.redirected,
     DeliveryStatus.ready_for_pickup,
 )
-CHANGEABLE_STATUSES = (DeliveryStatus.pooled, DeliveryStatus.scheduled, DeliveryStatus.failed)
-# on its way to a pickup point, it can still come to the door or go to another point
-MOVABLE_STATUSES = (*CHANGEABLE_STATUSES, DeliveryStatus.redirected)
 # Finished deliveries stay visible for a couple of days, so "where is my parcel?" gets an answer.
 RECENT_DAYS = 2
 _TRACKING = re.compile(r"[^A-Za-z0-9-]")

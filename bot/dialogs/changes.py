@@ -15,14 +15,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from bot.dialogs.turn import Parsed, Turn
-from bot.identity import CHANGEABLE_STATUSES, MOVABLE_STATUSES
 from core.logging import get_logger
 from core.models import Delivery, DeliveryStatus, PickupPoint, Stop
 from core.resilience import is_transient_conflict
 from notifications.timing import ARRIVING_MINUTES, arriving_stops
 from scheduling import service
 from scheduling.service import (
+    CHANGEABLE,
     DAY_KEYS,
+    MOVABLE,
     DeliveryNotChangeable,
     PickupOption,
     PickupPointFull,
@@ -71,7 +72,7 @@ async def retried(turn: Turn, delivery: Delivery, change: Callable[[], Awaitable
 def menu(turn: Turn, delivery: Delivery | None) -> list[tuple[Any, Any]]:
     """What the bot can do for this delivery, as options."""
     options = []
-    if delivery is None or delivery.status in CHANGEABLE_STATUSES:
+    if delivery is None or delivery.status in CHANGEABLE:
         options.append(turn.option(turn._("Change the time"), "menu:reschedule"))
         options.append(turn.option(turn._("Pickup point"), "menu:pickup"))
         if delivery is not None and delivery.white_glove and delivery.white_glove_start is None:
@@ -314,7 +315,7 @@ async def reschedule(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
     if parsed.home and delivery.status == DeliveryStatus.ready_for_pickup:
         await waiting_at_the_point(turn, delivery)
         return
-    if delivery.status not in MOVABLE_STATUSES:
+    if delivery.status not in MOVABLE:
         not_changeable(turn)
         return
     if at_point and parsed.away and not parsed.home:  # going to a pickup point: nobody needs to be home
@@ -559,7 +560,7 @@ def pickup_line(turn: Turn, delivery: Delivery, option: PickupOption) -> str:
 async def redirect(
     turn: Turn, delivery: Delivery, *, exclude: int | None = None, intro: str | None = None
 ) -> None:
-    if delivery.status not in MOVABLE_STATUSES:
+    if delivery.status not in MOVABLE:
         not_changeable(turn)
         return
     if delivery.status == DeliveryStatus.redirected:  # the service lists the other points
@@ -667,7 +668,7 @@ async def commit_pickup(turn: Turn, delivery: Delivery, pending: dict[str, Any])
 
 
 async def white_glove(turn: Turn, delivery: Delivery, parsed: Parsed) -> None:
-    if delivery.status not in MOVABLE_STATUSES:  # booking a setup brings a parcel going to a point home
+    if delivery.status not in MOVABLE:  # booking a setup brings a parcel going to a point home
         not_changeable(turn)
         return
     try:
@@ -767,7 +768,7 @@ async def commit_white_glove(turn: Turn, delivery: Delivery, start: datetime, en
 
 async def call_off_white_glove(turn: Turn, delivery: Delivery) -> None:
     """Ask before calling off a setup booked through Doorstep (one sold with the order goes to a person)."""
-    if delivery.status not in CHANGEABLE_STATUSES:
+    if delivery.status not in CHANGEABLE:
         not_changeable(turn)
         return
     if not delivery.white_glove_start or not delivery.white_glove_end:
