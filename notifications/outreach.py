@@ -194,7 +194,7 @@ def _window_notifications(
 
 
 def confirmation(
-    event: ev.DeliveryRescheduled | ev.RedirectedToPickup | ev.WhiteGloveBooked | ev.WhiteGloveCancelled,
+    event: ev.RequestedChange,
     name: str,
     discriminator: object,
     now: datetime,

@@ -57,6 +57,10 @@ class WhiteGloveCancelled(Event):
     at: datetime | None = None  # the clock of the change: a chat's reply confirming it is from then
 
 
+# The changes someone asks for (actor, at): confirmed to the recipient, in the chat or by a message
+RequestedChange = DeliveryRescheduled | RedirectedToPickup | WhiteGloveBooked | WhiteGloveCancelled
+
+
 @dataclass(frozen=True)
 class EtaChanged(Event):
     eta: datetime
