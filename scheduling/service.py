@@ -597,7 +597,6 @@ async def _release_pickup_place(session: AsyncSession, delivery: Delivery) -> No
     if delivery.status != DeliveryStatus.redirected:
         return
     await session.exec(delete(PickupReservation).where(col(PickupReservation.delivery_id) == delivery.id))
-    delivery.pickup_point_id = None
 
 
 @dataclass
@@ -721,6 +720,7 @@ async def _move(
     else:
         await _release_pool_place(session, fresh)
     await _release_pickup_place(session, fresh)
+    fresh.pickup_point_id = None  # to the door
 
     changed: dict[int, dict[int, RouteState]] = {}
     await _take_off_route(uow, locked, changed)
@@ -1084,7 +1084,7 @@ async def cancel_delivery(
     await _take_off_route(uow, locked, changed)
     if locked.stop is not None:
         await session.delete(locked.stop)
-    await session.exec(delete(PickupReservation).where(col(PickupReservation.delivery_id) == fresh.id))
+    await _release_pickup_place(session, fresh)
     fresh.status, fresh.updated_at = DeliveryStatus.cancelled, now
     session.add(fresh)
     installs = await _commit_routes(uow, locked, changed, retailer, skip_eta_for=fresh.id)
