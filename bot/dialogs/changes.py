@@ -198,6 +198,11 @@ async def status(turn: Turn, delivery: Delivery) -> None:
     turn.say(text, menu(turn, delivery), kind="status")
 
 
+def place(name: str, address: str | None) -> str:
+    """A pickup point as the recipient reads it: "Queen St Lockers, 500 Queen St W"."""
+    return f"{name}, {address}" if address else name
+
+
 async def point_of(turn: Turn, delivery: Delivery) -> str:
     """The pickup point the parcel is going to or waits at, as the recipient knows it."""
     point = (
@@ -205,9 +210,7 @@ async def point_of(turn: Turn, delivery: Delivery) -> str:
         if delivery.pickup_point_id
         else None
     )
-    if point is None:
-        return "?"
-    return f"{point.name}, {point.address}" if point.address else point.name
+    return place(point.name, point.address) if point is not None else "?"
 
 
 def pickup_hours(turn: Turn, delivery: Delivery, point: PickupPoint) -> str:
@@ -543,7 +546,7 @@ async def commit_reschedule(turn: Turn, delivery: Delivery, start: datetime, end
 
 def pickup_line(turn: Turn, delivery: Delivery, option: PickupOption) -> str:
     point = option.point
-    parts = [f"{point.name}, {point.address}" if point.address else point.name]
+    parts = [place(point.name, point.address)]
     parts.append(turn.speaker.distance(option.distance_m))
     available = option.available_from.astimezone(ZoneInfo(delivery.timezone))
     if option.hours_today:
@@ -613,15 +616,15 @@ async def redirect(
 
 async def confirm_pickup(turn: Turn, delivery: Delivery, offer: dict[str, Any]) -> None:
     set_pending(turn, "pickup", delivery, **offer)
-    place = f"{offer['name']}, {offer['address']}" if offer.get("address") else str(offer["name"])
+    chosen = place(str(offer["name"]), offer.get("address"))
     question = (
         turn._(
             "Send your parcel to %(point)s instead of %(current)s? Reply YES or NO",
-            point=place,
+            point=chosen,
             current=await point_of(turn, delivery),
         )
         if delivery.status == DeliveryStatus.redirected
-        else turn._("Send your parcel to %(point)s instead of your door? Reply YES or NO", point=place)
+        else turn._("Send your parcel to %(point)s instead of your door? Reply YES or NO", point=chosen)
     )
     turn.say(question, yes_no(turn), kind="pickup.confirm")
 
@@ -651,13 +654,13 @@ async def commit_pickup(turn: Turn, delivery: Delivery, pending: dict[str, Any])
         await turn.recover([delivery])
         await scheduling_failed(turn, error)
         return
-    place = f"{pending['name']}, {pending['address']}" if pending.get("address") else str(pending["name"])
+    chosen = place(str(pending["name"]), pending.get("address"))
     ready = datetime.fromisoformat(pending["available_from"])
     turn.say(
         turn._(
             "Done! Your parcel %(tracking)s is going to %(point)s, ready %(day)s.",
             tracking=delivery.tracking,
-            point=place,
+            point=chosen,
             day=turn.speaker.day(ready, delivery.timezone),
         ),
         kind="pickup.done",
