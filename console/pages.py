@@ -33,12 +33,13 @@ from console.queries import (
     describe_change,
     inbox,
     load_conversation,
+    visible_message,
 )
 from console.rendering import templates
 from core.context import AppContext
 from core.db import UnitOfWork
 from core.logging import get_logger
-from core.models import Channel, Delivery, Message, Retailer, Role, RoutePlan
+from core.models import Channel, Delivery, Retailer, Role, RoutePlan
 from core.web import get_ctx
 from scheduling import service
 from scheduling.repository import load_plan
@@ -513,10 +514,15 @@ def build_router() -> APIRouter:
     ) -> Response:
         """The channel's content, through the app: its credentials never reach the browser, and only a
         picture is shown inline (anything else downloads, sandboxed)."""
-        await _visible_conversation(ctx, user, conversation_id)
-        async with ctx.uow() as uow:
-            message = await uow.session.get(Message, message_id)
-        if message is None or message.conversation_id != conversation_id or index >= len(message.attachments):
+        async with ctx.uow() as uow:  # one query, not the whole conversation page, for each picture shown
+            message = await visible_message(
+                uow.session,
+                conversation_id,
+                message_id,
+                user.retailer_ids,
+                include_unassigned=user.role == Role.admin,
+            )
+        if message is None or index >= len(message.attachments):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
         kept = message.attachments[index]
         fetcher = media_fetchers(ctx).get(message.channel)

@@ -362,6 +362,26 @@ class ConversationView:
     whatsapp_window_closes: datetime | None
 
 
+async def visible_message(
+    session: AsyncSession,
+    conversation_id: int,
+    message_id: int,
+    retailer_ids: Collection[int],
+    *,
+    include_unassigned: bool = False,
+) -> Message | None:
+    """One message of a conversation the user may see (the `visible` rule of the whole page), else None."""
+    found: Message | None = (
+        await session.exec(
+            select(Message)
+            .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+            .where(Message.id == message_id, Message.conversation_id == conversation_id)
+            .where(visible(retailer_ids, include_unassigned=include_unassigned))
+        )
+    ).first()
+    return found
+
+
 async def load_conversation(
     session: AsyncSession,
     conversation_id: int,
