@@ -2,9 +2,10 @@
 
 Handlers only translate: an update becomes an `InboundMessage` for the conversation engine
 (`ctx.components["engine"]`), which stores it, de-duplicates it by update id and writes its replies to
-the outbox; `TelegramSender` sends outbox rows with inline keyboards; `TelegramMedia` downloads a photo
-or document a user sent (getFile) when an agent opens it. Only `channels/telegram.py`
-imports this module, and only when the channel is on: aiogram's types cost a process ~110 MB.
+the outbox; `TelegramSender` sends outbox rows with inline keyboards; `TelegramMedia` downloads a photo,
+voice message, audio, video or document a user sent (getFile) when an agent opens it. Only
+`channels/telegram.py` imports this module, and only when the channel is on: aiogram's types cost a
+process ~110 MB.
 """
 
 from __future__ import annotations

@@ -392,7 +392,13 @@ class TwilioMedia:
     def __init__(self, settings: Settings) -> None:
         self._base = settings.twilio_api_url.rstrip("/")
         self._auth = (settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
-        self._timeout = settings.twilio_timeout_seconds
+        # one client for the process: the pictures of a page reuse its connections to Twilio
+        self._client = httpx.AsyncClient(
+            timeout=settings.twilio_timeout_seconds, follow_redirects=True, max_redirects=3
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
 
     async def fetch(self, ref: str, content_type: str) -> Media:
         path = urlsplit(ref).path
@@ -401,10 +407,7 @@ class TwilioMedia:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with (
-                httpx.AsyncClient(timeout=self._timeout, follow_redirects=True, max_redirects=3) as client,
-                client.stream("GET", self._base + path, auth=self._auth) as response,
-            ):
+            async with self._client.stream("GET", self._base + path, auth=self._auth) as response:
                 if response.status_code != 200:
                     raise MediaUnavailable(f"Twilio answered {response.status_code}")
                 if int(response.headers.get("content-length") or 0) > MAX_MEDIA_BYTES:
@@ -534,6 +537,7 @@ async def start_twilio(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[
 
     async def stop() -> None:
         await http.close()
+        await media.close()
 
     return stop
 
