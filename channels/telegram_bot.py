@@ -4,12 +4,15 @@ Handlers only translate: an update becomes an `InboundMessage` for the conversat
 (`ctx.components["engine"]`), which stores it, de-duplicates it by update id and writes its replies to
 the outbox; `TelegramSender` sends outbox rows with inline keyboards; `TelegramMedia` downloads a photo,
 voice message, audio, video or document a user sent (getFile) when an agent opens it. Only
-`channels/telegram.py` imports this module, and only when the channel is on: aiogram's types cost a
-process ~110 MB.
+`channels/telegram.py` imports this module, and only when the channel is on: aiogram costs a process
+tens of MB even with its types built on first use (`channels/aiogram_models.py`).
 """
 
 from __future__ import annotations
 
+import channels.aiogram_models  # noqa: F401 - before aiogram: its types are built when first used
+
+# isort: split
 import re
 import time
 from collections.abc import Awaitable, Callable
