@@ -11,10 +11,12 @@
    transaction per message ("floor") and for concurrent messages together, set-based, in one
    transaction per batch ("batched"): what each of the two designs cannot go below here.
 2. Notifications end to end: due notifications fired by the scheduler leader, rendered, written to
-   the outbox and sent by both processes' outbox workers to a loopback fake of Twilio's REST API.
+   the outbox and sent by both processes' outbox workers to loopback fakes of Twilio's REST API and of
+   the Telegram Bot API (every 20th recipient prefers Telegram), while Telegram updates (texts and
+   photos) arrive at both processes' webhooks and are answered.
 3. Resident memory per process and start-up time (process start to the first 200 of /healthz): the
    inbound processes run as a production SMS and WhatsApp deployment (no TELEGRAM_BOT_TOKEN, so
-   aiogram is never imported), the notification processes with Telegram on.
+   aiogram is never imported), the notification processes with all three channels on and in use.
 
 The load generator is this process: a raw HTTP/1.1 client on keep-alive connections sending
 pre-signed requests (each with a fresh MessageSid from one of 400 recipients), so it costs little
@@ -36,15 +38,18 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.twilio_api import FakeTwilioApi  # noqa: E402 - after the path is set
+from tests.fakes.telegram_api import FakeTelegramAPI  # noqa: E402 - after the path is set
+from tests.fakes.twilio_api import FakeTwilioApi  # noqa: E402
 from tests.scale_support import (  # noqa: E402
     ACCOUNT_SID,
     AUTH_TOKEN,
+    TELEGRAM_CHAT_BASE,
     AppProcess,
     app_environment,
     free_port,
@@ -66,6 +71,11 @@ OPEN_LOOP_RATES = (SUSTAINABLE_RATE, TARGET_RATE)  # the overload last
 # be answered as a retried webhook, at a fraction of a turn's cost
 SIDS_PER_PHASE = 10_000_000
 SIDS_PER_SERVER = SIDS_PER_PHASE * (1 + len(OPEN_LOOP_RATES))
+TELEGRAM_TOKEN = "123456:bench-scale-token"
+TELEGRAM_SECRET = "bench-scale-telegram-secret-0123456789"
+TELEGRAM_EVERY = 20  # every 20th recipient of the campaign prefers Telegram
+TELEGRAM_UPDATES = 150  # per process, while the campaign runs
+TELEGRAM_STRANGERS = 900_000_000  # first chat id of the updates' senders
 COMPARED = (  # the servers each Doorstep figure is measured beside, in the same run
     ("bare", "bench_webhooks:bare_app"),
     ("floor", "floor_turn:floor_app"),
@@ -325,35 +335,100 @@ async def inbound(database_url: str, seconds: float, log_dir: Path) -> dict[int,
     return results
 
 
-async def notifications(database_url: str, count: int, log_dir: Path) -> tuple[float, int, list[float]]:
-    fake = FakeTwilioApi(ACCOUNT_SID, AUTH_TOKEN)
-    fake_url = await fake.start()
-    await asyncio.to_thread(seed_campaign, database_url, count, slug="bench-campaign")
+async def telegram_traffic(ports: list[int], per_process: int) -> int:
+    """Telegram updates to each process's webhook while the campaign runs, from chats Doorstep does not
+    know yet (so each is answered, with the share-your-number keyboard): texts in the three languages
+    and photos, so the process validates and sends what a Telegram deployment does. The count of
+    updates refused."""
+    headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    refused = 0
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        for i in range(per_process):
+            for n, port in enumerate(ports):
+                chat = TELEGRAM_STRANGERS + n * per_process + i
+                message: dict[str, object] = {
+                    "message_id": i + 1,
+                    "date": int(time.time()),
+                    "chat": {"id": chat, "type": "private"},
+                    "from": {"id": chat, "is_bot": False, "first_name": "Bench"},
+                }
+                if i % 4 == 3:
+                    message["photo"] = [
+                        {"file_id": f"p{i}", "file_unique_id": f"u{i}", "width": 40, "height": 30}
+                    ]
+                else:
+                    message["text"] = BODIES[i % len(BODIES)]
+                update = {"update_id": chat, "message": message}
+                response = await client.post(
+                    f"http://127.0.0.1:{port}/webhooks/telegram", json=update, headers=headers
+                )
+                refused += response.status_code != 200
+            await asyncio.sleep(0.02)
+    return refused
+
+
+@dataclass
+class Campaign:
+    elapsed: float
+    delivered: int  # notifications that reached a fake provider, counted once each
+    on_telegram: int
+    replies_on_telegram: int  # the bot's answers to the Telegram updates
+    refused: int
+    rss_mb: list[float]
+
+
+async def notifications(database_url: str, count: int, log_dir: Path) -> Campaign:
+    twilio = FakeTwilioApi(ACCOUNT_SID, AUTH_TOKEN)
+    twilio_url = await twilio.start()
+    telegram = await FakeTelegramAPI(token=TELEGRAM_TOKEN).start()
+    await asyncio.to_thread(
+        seed_campaign, database_url, count, slug="bench-campaign", telegram_every=TELEGRAM_EVERY
+    )
+    on_telegram = len(range(0, count, TELEGRAM_EVERY))
+
+    def campaign_chats() -> set[int]:
+        chats = {int(call.params["chat_id"]) for call in telegram.calls_to("sendMessage")}
+        return {chat for chat in chats if TELEGRAM_CHAT_BASE <= chat < TELEGRAM_CHAT_BASE + count}
+
+    def delivered() -> int:
+        return len({outbox_id_of(m) for m in twilio.messages}) + len(campaign_chats())
+
     apps = []
     try:
         for name in ("notify-a", "notify-b"):
             port = free_port()
             env = app_environment(
-                database_url, port, twilio_api_url=fake_url, twilio_messages_per_second=100_000
+                database_url,
+                port,
+                twilio_api_url=twilio_url,
+                twilio_messages_per_second=100_000,
+                telegram_bot_token=TELEGRAM_TOKEN,
+                telegram_api_url=telegram.base_url,
+                telegram_webhook_secret=TELEGRAM_SECRET,
             )
             apps.append(AppProcess(name, env, port, log_dir))
         for app in apps:
             app.start()
         await asyncio.gather(*(app.wait_ready(120) for app in apps))
         started = time.perf_counter()
+        traffic = asyncio.create_task(telegram_traffic([app.port for app in apps], TELEGRAM_UPDATES))
         deadline = started + 300
         while time.perf_counter() < deadline:
-            if len({outbox_id_of(m) for m in fake.messages}) >= count:
+            if delivered() >= count:
                 break
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - started
-        delivered = len({outbox_id_of(m) for m in fake.messages})
+        refused = await traffic
+        await asyncio.sleep(2)  # the last answers leave the outbox
         rss = [app.rss_mb() for app in apps]
+        strangers = {int(c.params["chat_id"]) for c in telegram.calls_to("sendMessage")} - campaign_chats()
+        assert not telegram.rejected, telegram.rejected[:3]
     finally:
         for app in apps:
             app.stop()
-        await fake.stop()
-    return elapsed, delivered, rss
+        await telegram.stop()
+        await twilio.stop()
+    return Campaign(elapsed, delivered(), on_telegram, len(strangers), refused, rss)
 
 
 async def main() -> int:
@@ -402,12 +477,17 @@ async def main() -> int:
             f" start-up to first /healthz: {result.startup:.1f} s"
         )
     with fresh_database("doorstep_bench") as database_url:
-        elapsed, delivered, rss_notify = await notifications(database_url, args.notifications, log_dir)
+        campaign = await notifications(database_url, args.notifications, log_dir)
+    sent = campaign.delivered
     print(
-        "\nnotifications end to end (leader fires, renders, outbox; 2 processes send to a fake Twilio):"
-        f"\n  {delivered}/{args.notifications} in {elapsed:.1f} s = {delivered / elapsed:.0f} notifications/s"
-        f"\n  resident memory of these processes (Telegram on, the development placeholder token):"
-        f" {', '.join(f'{v:.0f}' for v in rss_notify)} MB"
+        "\nnotifications end to end (leader fires, renders, outbox; 2 processes send to fake Twilio and"
+        " Telegram APIs):"
+        f"\n  {sent}/{args.notifications} in {campaign.elapsed:.1f} s = {sent / campaign.elapsed:.0f}"
+        f" notifications/s ({campaign.on_telegram} of them on Telegram, paced at Telegram's 30/s)"
+        f"\n  meanwhile {TELEGRAM_UPDATES} Telegram updates to each process (texts and photos from unknown"
+        f" chats): {campaign.replies_on_telegram} chats answered, {campaign.refused} refused"
+        "\n  resident memory of these processes (SMS, WhatsApp and Telegram on and in use):"
+        f" {', '.join(f'{v:.0f}' for v in campaign.rss_mb)} MB"
     )
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     shutil.rmtree(log_dir, ignore_errors=True)  # the servers' logs are kept only when a run fails

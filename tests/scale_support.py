@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ACCOUNT_SID = "AC" + "5" * 32
 AUTH_TOKEN = "scale-test-auth-token"
+TELEGRAM_CHAT_BASE = 700_000_000
 
 
 def free_port() -> int:
@@ -187,11 +188,14 @@ def rss_of(pid: int) -> float:
     return 0.0
 
 
-def seed_campaign(database_url: str, count: int, *, slug: str = "carrier") -> dict[str, Any]:
+def seed_campaign(
+    database_url: str, count: int, *, slug: str = "carrier", telegram_every: int = 0
+) -> dict[str, Any]:
     """A retailer with `count` deliveries tomorrow, each owed one due "window_assigned" notice.
 
     Written in bulk with COPY (the campaign's size is the point, not the plan import); quiet hours are
-    off so the test does not depend on the time of day.
+    off so the test does not depend on the time of day. With `telegram_every` n, every n-th recipient
+    (the first included) prefers Telegram, in chat `TELEGRAM_CHAT_BASE + i`; the others get SMS.
     """
     now = datetime.now(UTC)
     start = (now + timedelta(days=1)).replace(hour=15, minute=0, second=0, microsecond=0)
@@ -205,10 +209,14 @@ def seed_campaign(database_url: str, count: int, *, slug: str = "carrier") -> di
             (slug, "Carrier", "Carrier", now),
         ).fetchone()[0]
         with conn.cursor().copy(
-            "COPY recipient (retailer_id, name, phone, locale, channel_consent, created_at) FROM STDIN"
+            "COPY recipient (retailer_id, name, phone, locale, channel_consent, telegram_chat_id,"
+            " preferred_channel, created_at) FROM STDIN"
         ) as copy:
             for i in range(count):
-                copy.write_row((retailer_id, f"R{i}", f"+1416{2_000_000 + i:07d}", "en", "{}", now))
+                on_telegram = telegram_every > 0 and i % telegram_every == 0
+                chat, channel = (TELEGRAM_CHAT_BASE + i, "telegram") if on_telegram else (None, None)
+                phone = f"+1416{2_000_000 + i:07d}"
+                copy.write_row((retailer_id, f"R{i}", phone, "en", "{}", chat, channel, now))
         recipients = [
             row[0]
             for row in conn.execute(
