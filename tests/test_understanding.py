@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from bot.understanding import Intent, Understanding, understand, warm_up
 from bot.understanding.cli import run
 from bot.understanding.evaluation import INTENT_TARGET, WINDOW_TARGET, Score, load
+from bot.understanding.text import HashedWords, correct, real_words
 
 ROOT = Path(__file__).resolve().parents[1]
 TORONTO = "America/Toronto"
@@ -734,3 +735,24 @@ class TestAnyText:
     )
     def test_time_words_in_any_order(self, words):
         self.check(read(" ".join(words), "fr_CA"))
+
+
+class TestRealWords:
+    """The spelling lists' real words, kept as hashes: a typo is corrected, a real word is left alone."""
+
+    def test_a_hashed_word_list_answers_membership_like_a_set(self):
+        words = HashedWords(["maison", "like", "souper", "mañana"])
+        assert [w in words for w in ("maison", "like", "souper", "mañana")] == [True] * 4
+        assert [w in words for w in ("maisn", "lik", "", "manana")] == [False] * 4
+        assert len(HashedWords(["a", "a", "b"])) == 2
+
+    def test_real_words_of_the_three_languages_are_known_and_typos_are_not(self):
+        words = real_words()
+        assert len(words) > 80_000
+        assert all(w in words for w in ("like", "souper", "manana", "weekend", "livraison"))
+        assert not any(w in words for w in ("tomorow", "livriason", "paqete"))
+
+    def test_typos_are_corrected_and_real_words_left_alone(self):
+        assert correct("tomorow") == "tomorrow"
+        assert correct("like") == "like"
+        assert correct("souper") == "souper"

@@ -10,6 +10,9 @@ import gzip
 import json
 import re
 import unicodedata
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.resources import files
@@ -115,19 +118,36 @@ def spell_emojis(text: str) -> str:
 REAL_WORD_MIN_COUNT = 100
 
 
+class HashedWords:
+    """Whether a word is in a large list, from each word's hash alone: sorted 64-bit hashes in one
+    array, 0.7 MB for the ~92,000 real words, where a frozenset of the strings keeps ~20 MB resident
+    in a process. A token taken for a real word by a hash collision is one in 10^14."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self._hashes = array("q", sorted({hash(word) for word in words}))
+
+    def __contains__(self, word: object) -> bool:
+        key = hash(word)
+        at = bisect_left(self._hashes, key)
+        return at < len(self._hashes) and self._hashes[at] == key
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
 @cache
-def real_words() -> frozenset[str]:
+def real_words() -> HashedWords:
     """Real English, French and Spanish words (accents folded), from pyspellchecker's word lists.
 
     Typo correction leaves them alone: "like" is not a typo of "live", nor "souper" of "super". Loading
-    takes about a second; `warm_up()` does it at start.
+    takes under a second; `warm_up()` does it at start.
     """
     words: set[str] = set()
     for language in ("en", "fr", "es"):
         resource = files("spellchecker") / "resources" / f"{language}.json.gz"
         counts: dict[str, int] = json.loads(gzip.decompress(resource.read_bytes()))
         words.update(fold(word) for word, count in counts.items() if count >= REAL_WORD_MIN_COUNT)
-    return frozenset(words)
+    return HashedWords(words)
 
 
 @lru_cache(maxsize=50_000)
