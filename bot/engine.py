@@ -10,6 +10,9 @@ with an idempotency key derived from the inbound message. Events go out after th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import gc
 import importlib
 import uuid
@@ -429,16 +432,23 @@ class ConversationEngine:
 
 
 def freeze_start_up_heap(_warming: Any = None) -> None:
-    """Move everything alive now out of the garbage collector's sight (`gc.freeze`).
+    """Move everything alive now out of the garbage collector's sight (`gc.freeze`), and give the
+    memory freed while warming up back to the system.
 
     Once warmed, a process holds ~200,000 container objects built at start (the understanding's
     word lists and parsers, the models, the routes) that live as long as it does; every full
     collection walked them all, stalling the event loop for 80-120 ms under load. Frozen, they are
     never walked again; what is created afterwards is collected as usual.
+
+    Reading the spelling word lists allocates and frees ~15 MB that glibc's allocator keeps in its
+    heap, resident, for the life of the process; `malloc_trim` returns those pages (on a C library
+    without it, nothing happens).
     """
     gc.collect()
     gc.freeze()
     log.info("start_up_heap_frozen", objects=gc.get_freeze_count())
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
 
 
 async def start_engine(_app: Any, ctx: AppContext) -> Callable[[], Awaitable[None]]:
