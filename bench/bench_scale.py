@@ -1,4 +1,4 @@
-"""Production-mode figures on this machine: PostgreSQL, one and two processes, all measured in one run.
+"""Production-mode figures on this machine: PostgreSQL and Redis, one and two processes, in one run.
 
 1. Inbound messages per second through the whole path (signed Twilio webhook, stored, understood,
    answered into the outbox) with p50/p99, for one and two uvicorn processes on PostgreSQL, each as a
@@ -21,7 +21,8 @@
 The load generator is this process: a raw HTTP/1.1 client on keep-alive connections sending
 pre-signed requests (each with a fresh MessageSid from one of 400 recipients), so it costs little
 next to the servers. Servers, PostgreSQL and the generator share the machine's 2 cores: the figures
-are a floor, and `load average` is printed so a busy machine can be recognised.
+are a floor, and `load average` is printed so a busy machine can be recognised. Doorstep's processes
+run in production mode with Redis (database 7, or BENCH_REDIS_URL, emptied at start) when it answers.
 
     .venv/bin/python bench/bench_scale.py [--seconds 4] [--notifications 3000]
 """
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +73,7 @@ OPEN_LOOP_RATES = (SUSTAINABLE_RATE, TARGET_RATE)  # the overload last
 # be answered as a retried webhook, at a fraction of a turn's cost
 SIDS_PER_PHASE = 10_000_000
 SIDS_PER_SERVER = SIDS_PER_PHASE * (1 + len(OPEN_LOOP_RATES))
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")  # emptied at each run
 TELEGRAM_TOKEN = "123456:bench-scale-token"
 TELEGRAM_SECRET = "bench-scale-telegram-secret-0123456789"
 TELEGRAM_EVERY = 20  # every 20th recipient of the campaign prefers Telegram
@@ -81,6 +84,17 @@ COMPARED = (  # the servers each Doorstep figure is measured beside, in the same
     ("floor", "floor_turn:floor_app"),
     ("batched", "floor_turn:batched_floor_app"),
 )
+
+
+def fresh_redis() -> str | None:
+    """The benchmark's own Redis database, emptied (a previous run's dialog states would otherwise meet
+    the same conversation ids in a fresh PostgreSQL database); None when no Redis answers."""
+    try:
+        with redis.Redis.from_url(BENCH_REDIS_URL, socket_connect_timeout=2) as client:
+            client.flushdb()
+    except redis.ConnectionError:
+        return None
+    return BENCH_REDIS_URL
 
 
 def signed_requests(count: int, host: str, offset: int) -> list[bytes]:
@@ -295,7 +309,9 @@ def bare_env(port: int) -> dict[str, str]:
     return env
 
 
-async def inbound(database_url: str, seconds: float, log_dir: Path) -> dict[int, Inbound]:
+async def inbound(
+    database_url: str, seconds: float, log_dir: Path, shared: dict[str, str]
+) -> dict[int, Inbound]:
     results = {}
     offset = 0
     for processes in (1, 2):
@@ -322,6 +338,7 @@ async def inbound(database_url: str, seconds: float, log_dir: Path) -> dict[int,
             scheduler_enabled="false",
             environment="production",
             secret_key="bench-secret-key",
+            **shared,
         )
         app = AppProcess(f"doorstep-{processes}", env, port, log_dir, workers=processes)
         started = time.perf_counter()
@@ -377,7 +394,7 @@ class Campaign:
     rss_mb: list[float]
 
 
-async def notifications(database_url: str, count: int, log_dir: Path) -> Campaign:
+async def notifications(database_url: str, count: int, log_dir: Path, shared: dict[str, str]) -> Campaign:
     twilio = FakeTwilioApi(ACCOUNT_SID, AUTH_TOKEN)
     twilio_url = await twilio.start()
     telegram = await FakeTelegramAPI(token=TELEGRAM_TOKEN).start()
@@ -405,6 +422,9 @@ async def notifications(database_url: str, count: int, log_dir: Path) -> Campaig
                 telegram_bot_token=TELEGRAM_TOKEN,
                 telegram_api_url=telegram.base_url,
                 telegram_webhook_secret=TELEGRAM_SECRET,
+                environment="production",
+                secret_key="bench-secret-key",
+                **shared,
             )
             apps.append(AppProcess(name, env, port, log_dir))
         for app in apps:
@@ -442,14 +462,17 @@ async def main() -> int:
     log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"doorstep-bench-scale-{os.getpid()}"
     log_dir.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    redis_url = fresh_redis()
+    shared = {"redis_url": redis_url} if redis_url else {}
+    print(f"Redis: {redis_url or 'not reachable, so the processes run degraded (no shared state)'}")
     with fresh_database("doorstep_bench") as database_url:
         await asyncio.to_thread(seed_campaign, database_url, RECIPIENTS, slug="bench-inbound")
         from psycopg import connect
 
         with connect(database_url, autocommit=True) as conn:  # inbound only: no notifications due
             conn.execute("UPDATE notification SET status = 'cancelled'")
-        results = await inbound(database_url, args.seconds, log_dir)
-    print("\ninbound SMS through the whole path (signed webhook, stored, understood, answered), PostgreSQL:")
+        results = await inbound(database_url, args.seconds, log_dir, shared)
+    print("\ninbound SMS through the whole path (signed webhook, stored, understood, answered):")
     columns = ("processes", "server", "msg/s", "p50 ms", "p99 ms", "ratio", "CPU ms/msg")
     header = " ".join(f"{c:>{w}}" for c, w in zip(columns, (9, 9, 7, 7, 7, 6, 10), strict=True))
     for processes, result in results.items():
@@ -477,7 +500,7 @@ async def main() -> int:
             f" start-up to first /healthz: {result.startup:.1f} s"
         )
     with fresh_database("doorstep_bench") as database_url:
-        campaign = await notifications(database_url, args.notifications, log_dir)
+        campaign = await notifications(database_url, args.notifications, log_dir, shared)
     sent = campaign.delivered
     print(
         "\nnotifications end to end (leader fires, renders, outbox; 2 processes send to fake Twilio and"
