@@ -35,6 +35,7 @@ from core.models import (
     Notification,
     OutboxMessage,
     Owner,
+    PickupPoint,
     Recipient,
     SlotCapacity,
     User,
@@ -607,6 +608,29 @@ class TestPickupHours:
         chat.engine = ConversationEngine(ctx, clock=lambda: saturday, understand=understanding)
         text = await chat.say("where is it")
         assert "ready for pickup at Queen St Lockers" in text and text.endswith("Closed Sat Dec 5.")
+
+    async def test_a_point_without_an_address_is_named_alone(self, ctx, acme):
+        """The status read "on its way to Queen St Lockers, ." when the carrier gave no address."""
+        await load_small_plan(ctx, acme.retailer_id)
+        understanding = ScriptedUnderstanding(
+            {
+                "pickup point please": understood(Intent.redirect_pickup),
+                "yes": understood(Intent.yes),
+                "where is it": understood(Intent.where_is_parcel),
+            }
+        )
+        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
+        await chat.say("pickup point please")
+        await chat.say(str(1 + [o.label for o in chat.last[0].options].index("Queen St Lockers")))
+        assert "Done!" in await chat.say("yes")
+        async with ctx.uow() as uow:
+            lockers = select(PickupPoint).where(PickupPoint.name == "Queen St Lockers")
+            point = (await uow.session.exec(lockers)).one()
+            point.address = ""
+            uow.session.add(point)
+            await uow.commit()
+        text = await chat.say("where is it")
+        assert "is on its way to Queen St Lockers." in text
 
 
 FRIDAY_10AM_UTC = datetime(2026, 12, 4, 15, tzinfo=UTC)  # 10:00 in Toronto: Ada's pool slot

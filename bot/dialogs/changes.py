@@ -153,7 +153,7 @@ async def status(turn: Turn, delivery: Delivery) -> None:
     )
     if delivery.status in (DeliveryStatus.redirected, DeliveryStatus.ready_for_pickup):
         point = await session.get(PickupPoint, delivery.pickup_point_id) if delivery.pickup_point_id else None
-        name = f"{point.name}, {point.address}" if point else "?"
+        name = place(point.name, point.address) if point else "?"
         text = (
             turn._(
                 "Your parcel %(tracking)s is ready for pickup at %(point)s.", tracking=tracking, point=name
