@@ -3,7 +3,8 @@
 The channel is on when a bot token is configured (`Settings.telegram_token`: `TELEGRAM_BOT_TOKEN`, or a
 placeholder outside production so development and tests run against a loopback Bot API). Everything
 that needs aiogram lives in `channels/telegram_bot.py` and is imported by `start_telegram` only then:
-aiogram's types cost a process ~110 MB, which an SMS and WhatsApp deployment does not pay.
+aiogram costs a process tens of MB even with its types built on first use, which an SMS and WhatsApp
+deployment does not pay.
 """
 
 from __future__ import annotations
