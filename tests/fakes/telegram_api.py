@@ -334,6 +334,26 @@ class FakeTelegramAPI:
             if "inline_keyboard" in (params.get("reply_markup") or {}):
                 result["reply_markup"] = params["reply_markup"]
             return result
+        if method in (
+            "sendPhoto",
+            "sendDocument",
+        ):  # by URL or file_id here: the sent Message, as the spec says
+            chat_id = params["chat_id"]
+            sent: dict[str, Any] = {
+                "message_id": next(self._message_ids),
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"} if isinstance(chat_id, int) else {"id": 1},
+                "from": BOT_USER,
+            }
+            if method == "sendPhoto":
+                sent["photo"] = [
+                    {"file_id": "sent-photo", "file_unique_id": "sp", "width": 640, "height": 480}
+                ]
+            else:
+                sent["document"] = {"file_id": "sent-document", "file_unique_id": "sd"}
+            if params.get("caption"):
+                sent["caption"] = params["caption"]
+            return sent
         if method == "getFile":
             file_id = params["file_id"]
             if file_id not in self.files:

@@ -320,6 +320,9 @@ class FakeTwilioApi:
             raise TwilioError(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required")
         if not any(k in one for k in ("Body", "ContentSid", "MediaUrl")):
             raise TwilioError(400, 21602, "Message body is required.")
+        media = form.get("MediaUrl", [])
+        if len(media) > 10 or not all(url.startswith(("http://", "https://")) for url in media):
+            raise TwilioError(400, 21620, "Invalid media URL(s)")
         to, from_ = one["To"], one.get("From", "")
         for name, number in (("To", to), ("From", from_)):
             if number and not E164.match(number.removeprefix("whatsapp:")):
