@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import col, func, select
 
 from bot.engine import start_engine
+from channels.media import MAX_SEND_BYTES, build_media_router
 from channels.outbox_worker import install as install_outbox
 from channels.sandbox import install as install_sandbox
 from channels.sandbox import sandbox_enabled
@@ -130,7 +132,13 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     install_telegram(app)
     install_sandbox(app)
     install_notifications(app)
-    app.add_middleware(EdgeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.include_router(build_media_router())
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        uploads=[(CONSOLE_REPLY_PATH, MAX_SEND_BYTES + UPLOAD_FORM_OVERHEAD)],
+    )
     return app
 
 
@@ -168,6 +176,9 @@ async def _with_context(settings: Settings, work: Callable[[AppContext], Any]) -
 
 # Open event streams (the console's live updates) never end by themselves: stop waiting for them.
 SHUTDOWN_GRACE_SECONDS = 5
+# an agent's reply may carry a picture or PDF: its path takes that much more than MAX_BODY_BYTES
+CONSOLE_REPLY_PATH = re.compile(r"/console/conversations/\d+/reply")
+UPLOAD_FORM_OVERHEAD = 64 * 1024  # the form's text fields and multipart framing
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

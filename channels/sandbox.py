@@ -30,6 +30,7 @@ from sqlmodel import col, select
 from bot.messages import InboundMessage, OutboundMessage
 from channels import rendering
 from channels.base import SendResult
+from channels.media import OUTGOING_REF, public_media_url
 from channels.outbox_worker import senders
 from channels.telegram_format import InvalidCallbackData
 from channels.telegram_format import render as render_telegram
@@ -331,6 +332,11 @@ def build_router(settings: Settings) -> APIRouter:
                     "text": m.text,
                     "payload": m.payload,
                     "options": m.options,
+                    "files": [  # an agent's pictures and PDFs, at the URL the channels fetch them from
+                        {"content_type": a["content_type"], "url": public_media_url("", a["ref"])}
+                        for a in m.attachments
+                        if a["ref"].startswith(OUTGOING_REF)
+                    ],
                     "at": m.created_at.isoformat(),
                 }
                 for m in messages

@@ -45,7 +45,14 @@ from aiogram.utils.token import TokenValidationError as TokenValidationError  # 
 
 from bot.messages import Attachment, InboundMessage, OutboundMessage
 from channels.base import PermanentSendError, SendResult, TransientSendError
-from channels.media import MAX_MEDIA_BYTES, Media, MediaUnavailable, normal_content_type
+from channels.media import (
+    MAX_MEDIA_BYTES,
+    PICTURE_TYPES,
+    Media,
+    MediaUnavailable,
+    normal_content_type,
+    public_media_url,
+)
 from channels.ratelimit import Limit, RateLimited
 from channels.telegram import RUNTIME_COMPONENT
 from channels.telegram_format import InvalidCallbackData, TelegramRendering, parse_start_token, render
@@ -185,14 +192,16 @@ def reply_markup(rendering: TelegramRendering) -> InlineKeyboardMarkup | ReplyKe
 
 
 class TelegramSender:
-    """Sends outbox rows of Channel.telegram with sendMessage; implements channels.base.Sender.
+    """Sends outbox rows of Channel.telegram with sendMessage (sendPhoto or sendDocument for an agent's
+    file, which Telegram fetches from `public_url`); implements channels.base.Sender.
 
     The worker paces sends with `telegram_limits`; after a 429 the chat waits the `retry_after`
     Telegram gave, and its other messages wait too (RateLimited spends no attempt).
     """
 
-    def __init__(self, bot: Bot, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, bot: Bot, public_url: str = "", clock: Callable[[], float] = time.monotonic) -> None:
         self.bot = bot
+        self.public_url = public_url
         self.clock = clock
         self._paused_until: dict[str, float] = {}
 
@@ -206,10 +215,10 @@ class TelegramSender:
         if not CHAT_ID.match(message.to_address):
             raise PermanentSendError("the address is not a Telegram chat id")
         chat_id = int(message.to_address)
-        if not message.body.strip():
+        if not message.body.strip() and not message.attachments:
             raise PermanentSendError("an empty message cannot be sent on Telegram")
         try:
-            rendering = render(message.body, message.options)
+            rendering = render(message.body, message.options) if message.body.strip() else None
         except InvalidCallbackData as exc:
             raise PermanentSendError(str(exc)) from exc
         chat = str(chat_id)
@@ -217,9 +226,16 @@ class TelegramSender:
         if waiting > 0:
             raise RateLimited(waiting)
         try:
-            sent = await self.bot.send_message(
-                chat_id=chat_id, text=rendering.html, parse_mode="HTML", reply_markup=reply_markup(rendering)
-            )
+            if message.attachments:
+                sent = await self._send_file(chat_id, message.attachments[0], rendering)
+            else:
+                assert rendering is not None
+                sent = await self.bot.send_message(
+                    chat_id=chat_id,
+                    text=rendering.html,
+                    parse_mode="HTML",
+                    reply_markup=reply_markup(rendering),
+                )
         except TelegramRetryAfter as exc:
             self.pause(chat, exc.retry_after)
             raise TransientSendError("telegram flood control (429)", retry_after=exc.retry_after) from exc
@@ -232,6 +248,22 @@ class TelegramSender:
         except TelegramAPIError as exc:
             raise TransientSendError(f"telegram error: {type(exc).__name__}") from exc
         return SendResult(provider_id=f"{chat_id}:{sent.message_id}")
+
+    async def _send_file(
+        self, chat_id: int, attachment: dict[str, str], rendering: TelegramRendering | None
+    ) -> Message:
+        """An agent's picture (sendPhoto) or PDF (sendDocument), by the URL Telegram fetches it from,
+        with the reply as its caption: the console keeps such a reply within a caption's length
+        (`telegram_format.CAPTION_LIMIT`), so one call sends both and a retry never sends the file twice."""
+        url = public_media_url(self.public_url, attachment["ref"])
+        caption, parse_mode = (rendering.html, "HTML") if rendering is not None else (None, None)
+        if attachment["content_type"] in PICTURE_TYPES:
+            return await self.bot.send_photo(
+                chat_id=chat_id, photo=url, caption=caption, parse_mode=parse_mode
+            )
+        return await self.bot.send_document(
+            chat_id=chat_id, document=url, caption=caption, parse_mode=parse_mode
+        )
 
 
 class TelegramMedia:
@@ -284,7 +316,7 @@ def build_runtime(settings: Settings, handle: Handle) -> TelegramRuntime:
     bot = build_bot(settings)
     dispatcher = Dispatcher(disable_fsm=True)  # dialog state is the engine's, never aiogram's FSM
     dispatcher.include_router(build_router(handle))
-    return TelegramRuntime(bot=bot, dispatcher=dispatcher, sender=TelegramSender(bot))
+    return TelegramRuntime(bot=bot, dispatcher=dispatcher, sender=TelegramSender(bot, settings.public_url))
 
 
 async def run_polling(app: FastAPI, **polling: Any) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024  # a photo's or document's caption, in characters after formatting
 CALLBACK_DATA_LIMIT = 64  # bytes
 # Options whose labels are short share a row of two; longer ones get a row each.
 SHORT_LABEL = 18

@@ -39,7 +39,14 @@ from twilio.rest import Client
 from bot.messages import Attachment, InboundMessage
 from channels import rendering
 from channels.base import OutcomeUnknownError, PermanentSendError, SendResult, TransientSendError
-from channels.media import MAX_MEDIA_BYTES, Media, MediaUnavailable, media_fetchers, normal_content_type
+from channels.media import (
+    MAX_MEDIA_BYTES,
+    Media,
+    MediaUnavailable,
+    media_fetchers,
+    normal_content_type,
+    public_media_url,
+)
 from channels.outbox_worker import advance_status, rate_limiter, senders, wake
 from channels.ratelimit import Limit
 from core.config import Settings
@@ -208,10 +215,17 @@ class TwilioSender:
         except rendering.RenderError as exc:
             raise PermanentSendError(str(exc)) from exc
 
+        if message.attachments:  # an agent's picture or PDF: Twilio fetches it from our public URL
+            fields["media_url"] = [
+                public_media_url(self.settings.public_url, a["ref"]) for a in message.attachments
+            ]
+            if not fields.get("body"):
+                fields.pop("body", None)
         pace = info.messages_per_second
         await rate_limiter(self.ctx).acquire_or_raise([Limit(f"twilio:{from_}", pace, burst=max(1.0, pace))])
         if message.uncertain_since is not None:
-            sid = await self._already_sent(to, from_, message.uncertain_since, fields.get("body"))
+            body = fields.get("body", "" if message.attachments else None)  # a template's is Twilio's
+            sid = await self._already_sent(to, from_, message.uncertain_since, body)
             if sid is not None:
                 log.info("twilio_send_reconciled", outbox_id=message.id)
                 return SendResult(provider_id=sid, segments=segments, encoding=encoding)

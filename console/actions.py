@@ -8,6 +8,7 @@ worker sends it under the channel's rules.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,8 @@ from sqlmodel import col, select
 
 from bot import handoff
 from bot.messages import CAPABILITIES
+from channels.media import NotSendable, outgoing_ref, sendable_type
+from channels.telegram_format import CAPTION_LIMIT as TELEGRAM_CAPTION_LIMIT
 from console.auth import ConsoleUser
 from console.queries import WHATSAPP_WINDOW, NotFound, delivery_for_user, sender_recipients, visible
 from console.rendering import window as fmt_window
@@ -32,6 +35,8 @@ from core.models import (
     Delivery,
     Direction,
     Message,
+    OutboxMessage,
+    OutgoingFile,
     Owner,
     Recipient,
     Role,
@@ -204,13 +209,33 @@ def reply_blocker(conversation: Conversation, recipient: Recipient | None, now: 
     return None
 
 
-async def reply(ctx: AppContext, user: ConsoleUser, conversation_id: int, text: str, token: str) -> int:
-    """Queue the agent's reply on the conversation's channel; the same `token` never sends twice."""
+@dataclass(frozen=True)
+class Upload:
+    """A file the agent attached to a reply, as the browser sent it."""
+
+    content: bytes
+    filename: str = ""
+
+
+async def reply(
+    ctx: AppContext,
+    user: ConsoleUser,
+    conversation_id: int,
+    text: str,
+    token: str,
+    upload: Upload | None = None,
+) -> int:
+    """Queue the agent's reply, with a picture or PDF if attached, on the conversation's channel; the
+    same `token` never sends twice."""
     text = text.strip()
-    if not text:
+    if not text and upload is None:
         raise InvalidInput("Write something to send.")
     if not token or len(token) > 64:
         raise InvalidInput("The form is out of date: reload the page.")
+    try:
+        content_type = sendable_type(upload.content) if upload is not None else None
+    except NotSendable as exc:
+        raise InvalidInput(str(exc)) from None
     now = ctx.clock()
     async with ctx.uow() as uow:
         conversation = await _conversation(uow, user, conversation_id)
@@ -218,33 +243,57 @@ async def reply(ctx: AppContext, user: ConsoleUser, conversation_id: int, text: 
         if conversation.owner != Owner.agent or conversation.assignee_id != user.id:
             raise ActionRefused("Take over the conversation before replying, so the bot stops answering.")
         limit = CAPABILITIES[conversation.channel].text_limit
+        where = conversation.channel.value
+        if upload is not None and conversation.channel == Channel.telegram:
+            limit, where = TELEGRAM_CAPTION_LIMIT, "a Telegram file's caption"
         if len(text) > limit:
-            raise InvalidInput(
-                f"Too long for {conversation.channel.value}: {len(text)} characters of {limit}."
-            )
+            raise InvalidInput(f"Too long for {where}: {len(text)} characters of {limit}.")
         recipient = (
             await uow.session.get(Recipient, conversation.recipient_id) if conversation.recipient_id else None
         )
         blocker = reply_blocker(conversation, recipient, now)
         if blocker:
             raise ActionRefused(blocker)
+        idempotency_key = f"console-reply:{conversation.id}:{token}"
+        earlier = (
+            await uow.session.exec(
+                select(Message)
+                .join(OutboxMessage, col(OutboxMessage.id) == col(Message.outbox_id))
+                .where(OutboxMessage.idempotency_key == idempotency_key)
+            )
+        ).first()
+        if earlier is not None:  # the same form submitted twice
+            assert earlier.id is not None
+            return earlier.id
+        attachments = []
+        if upload is not None and content_type is not None:
+            kept = OutgoingFile(
+                token=secrets.token_urlsafe(32),
+                retailer_id=conversation.retailer_id,
+                conversation_id=conversation.id,
+                content_type=content_type,
+                filename=upload.filename[:120],
+                size=len(upload.content),
+                content=upload.content,
+                created_at=now,
+            )
+            uow.session.add(kept)
+            attachments.append({"content_type": content_type, "ref": outgoing_ref(kept.token)})
         outbox = await enqueue(
             uow.session,
             channel=conversation.channel,
             to_address=conversation.address,
             from_address=conversation.service_address,
             body=text,
-            idempotency_key=f"console-reply:{conversation.id}:{token}",
+            attachments=attachments,
+            idempotency_key=idempotency_key,
             retailer_id=conversation.retailer_id,
             conversation_id=conversation.id,
             recipient_id=conversation.recipient_id,
             template_key="agent.reply",
+            now=now,
         )
         assert outbox.id is not None
-        existing = (await uow.session.exec(select(Message).where(Message.outbox_id == outbox.id))).first()
-        if existing is not None:  # the same form submitted twice
-            assert existing.id is not None
-            return existing.id
         message = Message(
             conversation_id=conversation.id,
             channel=conversation.channel,
@@ -252,6 +301,7 @@ async def reply(ctx: AppContext, user: ConsoleUser, conversation_id: int, text: 
             author=Author.agent,
             author_user_id=user.id,
             text=text,
+            attachments=attachments,
             outbox_id=outbox.id,
             created_at=now,
         )
@@ -265,7 +315,11 @@ async def reply(ctx: AppContext, user: ConsoleUser, conversation_id: int, text: 
         message_id = message.id
     _wake_outbox(ctx)
     log.info(
-        "console_replied", conversation_id=conversation_id, user_id=user.id, channel=conversation.channel
+        "console_replied",
+        conversation_id=conversation_id,
+        user_id=user.id,
+        channel=conversation.channel,
+        attachment=content_type,
     )
     return message_id
 

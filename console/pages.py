@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import col, select
 
-from channels.media import INLINE_TYPES, MediaUnavailable, media_fetchers
+from channels.media import (
+    MAX_SEND_BYTES,
+    OUTGOING_REF,
+    Media,
+    MediaUnavailable,
+    file_headers,
+    media_fetchers,
+    outgoing_file,
+)
 from console import actions, dashboard
 from console.auth import ConsoleUser, CurrentUser, require_role
 from console.pictures import MapPoint, map_svg, timeline_from_plan, timeline_svg
@@ -366,7 +374,17 @@ def build_router() -> APIRouter:
         text: Annotated[str, Form(max_length=5000)] = "",
         reply_token: Annotated[str, Form(max_length=64)] = "",
         mode: Annotated[str, Form(max_length=8)] = "reply",
+        file: Annotated[UploadFile | None, File(description="a JPEG, PNG or GIF picture or a PDF")] = None,
     ) -> Response:
+        upload = None
+        if file is not None and file.filename:  # a form without a chosen file still sends an empty part
+            upload = actions.Upload(await file.read(MAX_SEND_BYTES + 1), file.filename)
+        if mode == "note" and upload is not None:
+
+            async def refuse() -> int:
+                raise actions.InvalidInput("A note cannot carry a file: choose Reply to send it.")
+
+            return await _after(request, ctx, user, conversation_id, "noted", refuse)
         if mode == "note":
             return await _after(
                 request,
@@ -382,7 +400,7 @@ def build_router() -> APIRouter:
             user,
             conversation_id,
             "replied",
-            lambda: actions.reply(ctx, user, conversation_id, text, reply_token),
+            lambda: actions.reply(ctx, user, conversation_id, text, reply_token, upload),
         )
 
     @router.post("/conversations/{conversation_id}/note")
@@ -503,7 +521,7 @@ def build_router() -> APIRouter:
 
     @router.get(
         "/conversations/{conversation_id}/messages/{message_id}/attachments/{index}",
-        summary="A picture or file the recipient sent, fetched from the channel",
+        summary="A picture or file of a message: the recipient's, fetched from the channel, or an agent's",
     )
     async def attachment(
         ctx: Ctx,
@@ -512,8 +530,8 @@ def build_router() -> APIRouter:
         message_id: int,
         index: Annotated[int, FastApiPath(ge=0, le=9)],
     ) -> Response:
-        """The channel's content, through the app: its credentials never reach the browser, and only a
-        picture is shown inline (anything else downloads, sandboxed)."""
+        """The content, through the app: the channel's credentials never reach the browser, and only
+        pictures and sound are shown inline (anything else downloads, sandboxed)."""
         async with ctx.uow() as uow:  # one query, not the whole conversation page, for each picture shown
             message = await visible_message(
                 uow.session,
@@ -522,26 +540,33 @@ def build_router() -> APIRouter:
                 user.retailer_ids,
                 include_unassigned=user.role == Role.admin,
             )
-        if message is None or index >= len(message.attachments):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
-        kept = message.attachments[index]
-        fetcher = media_fetchers(ctx).get(message.channel)
-        if fetcher is None:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, f"the {message.channel} channel is not set up here"
-            )
-        try:
-            media = await fetcher.fetch(kept["ref"], kept["content_type"])
-        except MediaUnavailable as exc:
-            log.warning("attachment_unavailable", channel=str(message.channel), reason=str(exc))
-            raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"the channel did not give it: {exc}") from None
+            if message is None or index >= len(message.attachments):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
+            kept = message.attachments[index]
+            sent = await outgoing_file(uow.session, kept["ref"])
+        if kept["ref"].startswith(OUTGOING_REF):
+            if sent is None or sent.conversation_id != conversation_id:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "the file is no longer kept")
+            media = Media(sent.content_type, sent.content)
+        else:
+            media = await _from_channel(ctx, message.channel, kept)
         headers = {
             "Cache-Control": "private, max-age=3600",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
+            **file_headers(media.content_type, f"attachment-{message_id}-{index + 1}"),
         }
-        if media.content_type not in INLINE_TYPES:
-            headers["Content-Disposition"] = f'attachment; filename="attachment-{message_id}-{index + 1}"'
         return Response(media.content, media_type=media.content_type, headers=headers)
+
+    async def _from_channel(ctx: AppContext, channel: Channel, kept: dict[str, str]) -> Media:
+        fetcher = media_fetchers(ctx).get(channel)
+        if fetcher is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"the {channel} channel is not set up here"
+            )
+        try:
+            return await fetcher.fetch(kept["ref"], kept["content_type"])
+        except MediaUnavailable as exc:
+            log.warning("attachment_unavailable", channel=str(channel), reason=str(exc))
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"the channel did not give it: {exc}") from None
 
     @router.get("/dashboard", response_class=HTMLResponse)
     async def dashboard_page(

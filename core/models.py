@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -377,8 +377,9 @@ class Message(SQLModel, table=True):
     text: str = ""
     payload: str | None = Field(default=None, max_length=128)  # a button's payload
     options: list[dict[str, str]] = json_column(empty_list)
-    # pictures and files the recipient sent: {"content_type", "ref"} (the channel's media URL or file id),
-    # fetched from the channel only when an agent opens them (console/pages.py)
+    # pictures and files: {"content_type", "ref"}; a recipient's are the channel's media URL or file id,
+    # fetched from the channel only when an agent opens them (console/pages.py); an agent's are
+    # "doorstep:<token>" of an OutgoingFile
     attachments: list[dict[str, str]] = json_column(empty_list, server_default="[]")
     internal_note: bool = False
     provider_id: str | None = Field(default=None, max_length=64)  # inbound: MessageSid / update id
@@ -449,6 +450,24 @@ class OutboxMessage(SQLModel, table=True):
     # the next attempt asks the provider first instead of sending a visible duplicate
     uncertain_since: datetime | None = None
     status_at: datetime | None = None
+    # an agent's picture or PDF, as on its Message: the provider fetches it from PUBLIC_URL/media/<token>
+    attachments: list[dict[str, str]] = json_column(empty_list, server_default="[]")
+
+
+class OutgoingFile(SQLModel, table=True):
+    """A picture or PDF an agent sends. Twilio and Telegram fetch it themselves from
+    `PUBLIC_URL/media/<token>` (channels/media.py), so it lives in the database that every process
+    shares; the token is the only way to it from outside."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token: str = Field(unique=True, max_length=64)
+    retailer_id: int | None = Field(default=None, foreign_key="retailer.id", index=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    content_type: str = Field(max_length=64)
+    filename: str = Field(default="", max_length=120)
+    size: int
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 # --- templates -----------------------------------------------------------------------------------

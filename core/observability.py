@@ -5,9 +5,10 @@ The middleware is plain ASGI (no BaseHTTPMiddleware, which costs a task per requ
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import structlog
@@ -82,12 +83,25 @@ class Metrics:
 
 
 class EdgeMiddleware:
-    """Request id (X-Request-ID, bound to every log line), access metrics and a request body limit."""
+    """Request id (X-Request-ID, bound to every log line), access metrics and a request body limit
+    (`max_body_bytes`, or a larger one for the paths `uploads` names: an agent's picture)."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        uploads: Sequence[tuple[re.Pattern[str], int]] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.uploads = uploads
+
+    def body_limit(self, path: str) -> int:
+        limits = (limit for pattern, limit in self.uploads if pattern.fullmatch(path))
+        return next(limits, self.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,7 +112,8 @@ class EdgeMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        max_body_bytes = self.body_limit(scope.get("path", ""))
+        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
             await _plain(send, 413, b'{"detail":"request body too large"}', request_id)
             return
         started = time.perf_counter()
@@ -111,7 +126,7 @@ class EdgeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > max_body_bytes:
                     overflowed = True
                     raise BodyTooLarge
             return message

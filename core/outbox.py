@@ -49,6 +49,7 @@ def outbox_values(
     not_before: datetime | None = None,
     now: datetime | None = None,
     template_key: str | None = None,
+    attachments: Sequence[dict[str, str]] = (),
     **extra: Any,
 ) -> dict[str, Any]:
     """A new pending outbox row as column values, for batched Core inserts (every row the same keys)."""
@@ -66,6 +67,7 @@ def outbox_values(
         "content_sid": content_sid,
         "content_variables": content_variables or {},
         "template_key": template_key,
+        "attachments": list(attachments),
         "status": OutboxStatus.pending,
         "attempts": 0,
         "next_attempt_at": not_before or created,

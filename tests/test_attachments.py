@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from httpx import AsyncClient, Response
 from sqlmodel import select
 from twilio.request_validator import RequestValidator
 
+from channels.outbox_worker import drain
 from channels.twilio import MESSAGES_PATH
 from core.config import Settings
 from core.context import AppContext
-from core.models import Channel, Conversation, ConversationStatus, Message, OutboxMessage
+from core.models import Channel, Conversation, ConversationStatus, Message, OutboxMessage, OutgoingFile
 from tests.conftest import make_tenant
 from tests.console_helpers import add_user, load_small_plan, seed_conversation, sign_in
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -299,3 +301,164 @@ class TestTelegram:
             f"/console/conversations/{conversation_id}/messages/{message.id}/attachments/0"
         )
         assert gone.status_code == 502
+
+
+async def taken_over(
+    client: AsyncClient, ctx: AppContext, acme: int, channel: str = "sms"
+) -> tuple[int, str]:
+    """A conversation Ana (acme's agent) took over: its id and the reply form's token."""
+    conversation_id = await seed_conversation(
+        ctx, acme, "A002", channel=channel, status="needs_person", texts=("where do I leave it?",)
+    )
+    signed = await sign_in(client, "ana@acme.test")
+    taken = await client.post(
+        f"/console/conversations/{conversation_id}/take-over", data={"csrf_token": signed.csrf}
+    )
+    assert taken.status_code == 303
+    page = await client.get(f"/console/conversations/{conversation_id}")
+    assert 'type="file" id="reply-file" name="file"' in page.text
+    token = re.search(r'name="reply_token" value="([^"]+)"', page.text).group(1)
+    return conversation_id, token
+
+
+async def agent_sends(
+    client: AsyncClient, conversation_id: int, token: str, text: str, file: tuple[str, bytes, str]
+) -> Response:
+    signed_csrf = re.search(
+        r'name="csrf_token" value="([^"]+)"',
+        (await client.get(f"/console/conversations/{conversation_id}")).text,
+    ).group(1)
+    return await client.post(
+        f"/console/conversations/{conversation_id}/reply",
+        data={"text": text, "reply_token": token, "csrf_token": signed_csrf},
+        files={"file": file},
+    )
+
+
+async def outbox_statuses(ctx: AppContext) -> list[tuple[str, int, str]]:
+    async with ctx.uow() as uow:
+        rows = (await uow.session.exec(select(OutboxMessage))).all()
+        return [(row.status, row.attempts, row.last_error) for row in rows]
+
+
+class TestAgentsSendPictures:
+    async def test_a_picture_goes_by_mms_and_twilio_fetches_it_from_the_public_url(
+        self, client, ctx, acme, fake_twilio
+    ):
+        conversation_id, token = await taken_over(client, ctx, acme)
+        sent = await agent_sends(
+            client, conversation_id, token, "Leave it here, please", ("door.png", PNG, "image/png")
+        )
+        assert sent.status_code == 303, sent.text
+        again = await agent_sends(
+            client, conversation_id, token, "Leave it here, please", ("door.png", PNG, "image/png")
+        )
+        assert again.status_code == 303  # the same form twice sends once
+        await drain(ctx)
+        (mms,) = fake_twilio.messages
+        assert mms.body == "Leave it here, please" and mms.to == "+14165550402"
+        assert await outbox_statuses(ctx) == [("queued", 1, "")]  # the provider took it at once
+        (url,) = mms.form["MediaUrl"]
+        assert url.startswith(PUBLIC_URL + "/media/") and len(url.rsplit("/", 1)[1]) >= 40
+        page = await client.get(f"/console/conversations/{conversation_id}")
+        (src,) = re.findall(r'<img src="([^"]+/attachments/0)" alt="Picture 1 sent"', page.text)
+        shown = await client.get(src)
+        assert shown.status_code == 200 and shown.content == PNG
+        client.cookies.clear()  # as Twilio fetches it: no session
+        fetched = await client.get(url.removeprefix(PUBLIC_URL))
+        assert fetched.status_code == 200 and fetched.content == PNG
+        assert fetched.headers["content-type"] == "image/png"
+        assert "sandbox" in fetched.headers["content-security-policy"]
+        assert (await client.get("/media/" + "x" * 43)).status_code == 404
+
+    @pytest.mark.parametrize("channel", ["sms", "whatsapp"])
+    async def test_a_pdf_alone_goes_without_words_and_is_a_download(
+        self, client, ctx, acme, fake_twilio, channel
+    ):
+        conversation_id, token = await taken_over(client, ctx, acme, channel=channel)
+        sent = await agent_sends(client, conversation_id, token, "", ("slip.pdf", PDF, "application/pdf"))
+        assert sent.status_code == 303, sent.text
+        await drain(ctx)
+        (mms,) = fake_twilio.messages
+        assert "Body" not in mms.form and len(mms.form["MediaUrl"]) == 1
+        assert mms.to == ("whatsapp:+14165550402" if channel == "whatsapp" else "+14165550402")
+        fetched = await client.get(mms.form["MediaUrl"][0].removeprefix(PUBLIC_URL))
+        assert fetched.content == PDF and fetched.headers["content-disposition"].startswith("attachment;")
+
+    @pytest.mark.parametrize(
+        ("file", "reason"),
+        [
+            (("notes.png", b"just text, named .png", "image/png"), "Only JPEG, PNG or GIF pictures and PDF"),
+            (("page.html", b"<html><script>alert(1)</script>", "text/html"), "Only JPEG, PNG or GIF"),
+            (("huge.png", PNG + b"\x00" * (5 * 1024 * 1024), "image/png"), "5 MB at most"),
+        ],
+    )
+    async def test_a_file_no_channel_takes_is_refused_with_the_reason(
+        self, client, ctx, acme, fake_twilio, file, reason
+    ):
+        conversation_id, token = await taken_over(client, ctx, acme)
+        refused = await agent_sends(client, conversation_id, token, "see this", file)
+        assert refused.status_code == 422 and reason in refused.text
+        async with ctx.uow() as uow:
+            assert (await uow.session.exec(select(OutboxMessage))).all() == []
+            assert (await uow.session.exec(select(OutgoingFile))).all() == []
+
+    async def test_after_30_days_the_public_url_is_gone_and_the_agents_still_see_the_file(
+        self, client, ctx, acme, fake_twilio
+    ):
+        conversation_id, token = await taken_over(client, ctx, acme)
+        await agent_sends(client, conversation_id, token, "here", ("door.png", PNG, "image/png"))
+        async with ctx.uow() as uow:
+            kept = (await uow.session.exec(select(OutgoingFile))).one()
+            kept.created_at = ctx.clock() - timedelta(days=30, seconds=1)
+            uow.session.add(kept)
+            message = (await uow.session.exec(select(Message).where(Message.author == "agent"))).one()
+            await uow.commit()
+        src = f"/console/conversations/{conversation_id}/messages/{message.id}/attachments/0"
+        assert (await client.get(src)).content == PNG
+        assert (await client.get(f"/media/{kept.token}")).status_code == 404
+
+    async def test_another_retailers_agent_cannot_see_the_file(self, client, ctx, acme, fake_twilio):
+        await make_tenant(ctx, "globex")
+        await add_user(ctx, "gus@globex.test", ["globex"])
+        conversation_id, token = await taken_over(client, ctx, acme)
+        await agent_sends(client, conversation_id, token, "here", ("door.png", PNG, "image/png"))
+        async with ctx.uow() as uow:
+            message = (await uow.session.exec(select(Message).where(Message.author == "agent"))).one()
+        src = f"/console/conversations/{conversation_id}/messages/{message.id}/attachments/0"
+        await sign_in(client, "gus@globex.test")
+        assert (await client.get(src)).status_code == 404
+
+    async def test_on_telegram_a_picture_goes_by_send_photo_with_the_reply_as_caption(
+        self, client, ctx, acme, fake_telegram
+    ):
+        conversation_id, token = await taken_over(client, ctx, acme, channel="telegram")
+        door = ("door.png", PNG, "image/png")
+        sent = await agent_sends(client, conversation_id, token, "Your parcel **here**", door)
+        assert sent.status_code == 303, sent.text
+        await drain(ctx)
+        assert not fake_telegram.rejected, fake_telegram.rejected
+        (photo,) = fake_telegram.calls_to("sendPhoto")
+        assert photo.params["caption"] == "Your parcel <b>here</b>" and photo.params["parse_mode"] == "HTML"
+        assert photo.params["photo"].startswith(PUBLIC_URL + "/media/")
+        assert (await client.get(photo.params["photo"].removeprefix(PUBLIC_URL))).content == PNG
+        assert fake_telegram.calls_to("sendMessage") == []
+        assert await outbox_statuses(ctx) == [("queued", 1, "")]  # the provider took it at once
+
+    async def test_on_telegram_a_pdf_goes_by_send_document_and_its_words_must_fit_a_caption(
+        self, client, ctx, acme, fake_telegram
+    ):
+        conversation_id, token = await taken_over(client, ctx, acme, channel="telegram")
+        slip = ("slip.pdf", PDF, "application/pdf")
+        too_long = await agent_sends(client, conversation_id, token, "x" * 1025, slip)
+        assert too_long.status_code == 422
+        assert "Too long for a Telegram file&#39;s caption: 1025 characters of 1024." in too_long.text
+        sent = await agent_sends(client, conversation_id, token, "The delivery slip", slip)
+        assert sent.status_code == 303, sent.text
+        await drain(ctx)
+        assert not fake_telegram.rejected, fake_telegram.rejected
+        (document,) = fake_telegram.calls_to("sendDocument")
+        assert document.params["caption"] == "The delivery slip"
+        assert (await client.get(document.params["document"].removeprefix(PUBLIC_URL))).content == PDF
+        assert fake_telegram.calls_to("sendMessage") == []
+        assert await outbox_statuses(ctx) == [("queued", 1, "")]  # the provider took it at once

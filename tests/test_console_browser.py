@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from twilio.request_validator import RequestValidator
 from app import build_context, create_app
 from channels.twilio import MESSAGES_PATH
 from core.config import Settings
-from tests.browser_support import CHROMIUM, PASSWORD, chromium, serving, sign_in
+from tests.browser_support import CHROMIUM, PASSWORD, chromium, png, serving, sign_in
 from tests.console_helpers import add_user, load_small_plan
 from tests.fakes.twilio_api import FakeTwilioApi
 from tests.twilio_support import ACCOUNT_SID, AUTH_TOKEN, SHARED_SMS, inbound_form, twilio_settings
@@ -207,22 +205,6 @@ def test_an_agent_takes_over_an_sms_conversation_replies_reschedules_and_hands_b
     other.close()
 
 
-def png(width: int, height: int) -> bytes:
-    """A real PNG of one colour, written by hand (no imaging library in the test dependencies)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xcc\x22\x22" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_a_picture_the_recipient_sends_shows_in_the_agents_thread(served, browser):
     from playwright.sync_api import expect
 
@@ -238,6 +220,27 @@ def test_a_picture_the_recipient_sends_shows_in_the_agents_thread(served, browse
     expect(picture).to_be_visible()
     wait_for(lambda: picture.evaluate("img => img.complete && img.naturalWidth") == 40, "the picture to load")
     expect(page.locator("#thread")).to_contain_text("Thanks, I've got your picture.")
+
+    # and the agent answers with a picture of their own, which Twilio fetches from the public URL
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator("#conversation-owner")).to_have_text("you")
+    page.locator("#reply-file").set_input_files(
+        files=[{"name": "where.png", "mimeType": "image/png", "buffer": png(50, 20)}]
+    )
+    page.locator("#reply-text").fill("Leave it by the blue door, like this")
+    page.locator("#send").click()
+    expect(page.locator(".alert.ok")).to_contain_text("Reply queued")
+    sent = wait_for(
+        lambda: [m for m in served.twilio.sent_to(RECIPIENT_PHONE) if "blue door" in m.body],
+        "the fake Twilio API to receive the agent's picture",
+    )
+    (media_url,) = sent[0].form["MediaUrl"]
+    assert media_url.startswith(served.settings.public_url + "/media/")
+    fetched = httpx.get(served.url + media_url.removeprefix(served.settings.public_url), timeout=10)
+    assert fetched.status_code == 200 and fetched.content == png(50, 20)
+    mine = page.get_by_alt_text("Picture 1 sent")
+    expect(mine).to_be_visible()
+    wait_for(lambda: mine.evaluate("img => img.complete && img.naturalWidth") == 50, "the agent's picture")
     agent.close()
 
 

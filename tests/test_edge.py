@@ -30,6 +30,17 @@ class TestTheEdge:
         response = await client.post("/api/v1/plans", content=big, headers=acme.headers)
         assert response.status_code == 413
 
+    async def test_only_a_console_reply_may_carry_a_picture_of_up_to_5_mb(self, client, acme):
+        """The reply form takes the 5 MB a picture may weigh (and its form around it), no more; the
+        limit of every other path stays MAX_BODY_BYTES."""
+        picture_sized = b"x" * (5 * 1_048_576)
+        response = await client.post("/console/conversations/1/reply", content=picture_sized)
+        assert response.status_code == 401  # past the edge: the console wants its session first
+        response = await client.post("/console/conversations/1/reply", content=picture_sized + b"x" * 70_000)
+        assert response.status_code == 413
+        response = await client.post("/console/conversations/1/note", content=picture_sized)
+        assert response.status_code == 413
+
     async def test_a_malformed_json_body_gets_422_with_a_reason(self, client, acme):
         response = await client.post(
             "/api/v1/plans",

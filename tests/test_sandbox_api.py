@@ -291,6 +291,41 @@ class TestAgentsAnswersReachTheSandbox:
         ).json()
         assert [m["text"] for m in newer["messages"]] == ["Hi, Sam here."]
 
+    async def test_a_picture_an_agent_sent_comes_with_the_url_it_is_served_at(
+        self, client, ctx, plan, engine
+    ):
+        from core.models import Author, Conversation, Direction, Message, OutgoingFile
+
+        png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+        session_id = await open_session(client, (await first_recipient(client))["id"])
+        async with ctx.uow() as uow:
+            conversation = Conversation(channel=Channel.web, address=session_id)
+            uow.session.add(conversation)
+            await uow.session.flush()
+            uow.session.add(
+                OutgoingFile(
+                    token="t" * 43,
+                    conversation_id=conversation.id,
+                    content_type="image/png",
+                    size=len(png),
+                    content=png,
+                )
+            )
+            uow.session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    channel=Channel.web,
+                    direction=Direction.outbound,
+                    author=Author.agent,
+                    text="Like this",
+                    attachments=[{"content_type": "image/png", "ref": "doorstep:" + "t" * 43}],
+                )
+            )
+            await uow.commit()
+        (said,) = (await client.get(f"/sandbox/api/sessions/{session_id}")).json()["messages"]
+        assert said["files"] == [{"content_type": "image/png", "url": "/media/" + "t" * 43}]
+        assert (await client.get(said["files"][0]["url"])).content == png
+
 
 class TestTheHomePage:
     async def test_the_root_leads_a_newcomer_to_the_sandbox(self, client):

@@ -7,6 +7,7 @@ conversation engine. Skipped, with the reason printed, only when /usr/bin/chromi
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from app import build_context, create_app
 from core.config import Settings
 from scheduling.demo import load_demo
-from tests.browser_support import CHROMIUM, chromium, serving
+from tests.browser_support import CHROMIUM, chromium, png, serving
 
 pytestmark = pytest.mark.browser
 
@@ -68,12 +69,13 @@ def browser(sandbox: SimpleNamespace) -> Iterator[Any]:
         yield launched
 
 
-def agent_writes(database_url: str, session_id: str, text: str) -> None:
-    """What the console does when an agent answers: a stored outbound message of the conversation."""
+def agent_writes(database_url: str, session_id: str, text: str, picture: bytes | None = None) -> None:
+    """What the console does when an agent answers: a stored outbound message of the conversation,
+    with the picture the agent attached kept as an OutgoingFile."""
     from sqlmodel import Session, select
 
     from core.db import make_sync_engine
-    from core.models import Author, Channel, Conversation, Direction, Message
+    from core.models import Author, Channel, Conversation, Direction, Message, OutgoingFile
 
     engine = make_sync_engine(database_url)
     with Session(engine) as db:
@@ -82,6 +84,17 @@ def agent_writes(database_url: str, session_id: str, text: str) -> None:
                 Conversation.channel == Channel.web, Conversation.address == session_id
             )
         ).one()
+        attachments = []
+        if picture is not None:
+            kept = OutgoingFile(
+                token=secrets.token_urlsafe(32),
+                conversation_id=conversation.id,
+                content_type="image/png",
+                size=len(picture),
+                content=picture,
+            )
+            db.add(kept)
+            attachments.append({"content_type": "image/png", "ref": "doorstep:" + kept.token})
         db.add(
             Message(
                 conversation_id=conversation.id,
@@ -89,6 +102,7 @@ def agent_writes(database_url: str, session_id: str, text: str) -> None:
                 direction=Direction.outbound,
                 author=Author.agent,
                 text=text,
+                attachments=attachments,
             )
         )
         db.commit()
@@ -208,6 +222,10 @@ class TestANewcomerInTheSandbox:
         agent_writes(sandbox.database_url, session_id, "Bonjour, ici Sam du service client.")
         page.wait_for_selector(".msg.agent", timeout=15_000)
         assert "Sam" in page.locator(".msg.agent .bubble").last.inner_text()
+        agent_writes(sandbox.database_url, session_id, "Comme ceci :", picture=png(30, 12))
+        picture = page.locator(".msg.agent .sent-file img").last
+        picture.wait_for(timeout=15_000)
+        page.wait_for_function("img => img.complete && img.naturalWidth === 30", arg=picture.element_handle())
         page.close()
 
     def test_on_a_phone_the_page_fits_the_screen_and_the_chat_replaces_the_list(

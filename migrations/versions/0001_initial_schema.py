@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 07:07:51.833526
+Create Date: 2026-12-06 09:16:22.320439
 """
 
 from collections.abc import Sequence
@@ -519,6 +519,7 @@ def upgrade() -> None:
         sa.Column("template_key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("uncertain_since", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("status_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("attachments", sa.JSON(), server_default=sa.text("'[]'"), nullable=False),
         sa.ForeignKeyConstraint(
             ["conversation_id"],
             ["conversation.id"],
@@ -542,6 +543,34 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_outboxmessage_provider_id"), ["provider_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outboxmessage_recipient_id"), ["recipient_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outboxmessage_retailer_id"), ["retailer_id"], unique=False)
+
+    op.create_table(
+        "outgoingfile",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("retailer_id", sa.Integer(), nullable=True),
+        sa.Column("conversation_id", sa.Integer(), nullable=False),
+        sa.Column("content_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("filename", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversation.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["retailer_id"],
+            ["retailer.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token"),
+    )
+    with op.batch_alter_table("outgoingfile", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_outgoingfile_conversation_id"), ["conversation_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_outgoingfile_retailer_id"), ["retailer_id"], unique=False)
 
     op.create_table(
         "message",
@@ -625,6 +654,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_message_conversation_id"))
 
     op.drop_table("message")
+    with op.batch_alter_table("outgoingfile", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outgoingfile_retailer_id"))
+        batch_op.drop_index(batch_op.f("ix_outgoingfile_conversation_id"))
+
+    op.drop_table("outgoingfile")
     with op.batch_alter_table("outboxmessage", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outboxmessage_retailer_id"))
         batch_op.drop_index(batch_op.f("ix_outboxmessage_recipient_id"))

@@ -131,7 +131,7 @@
     lastMessageId = 0;
     for (const m of transcript) {
       if (m.direction === "inbound") addMine(m.text || labelFor(m.payload));
-      else addReply({ text: m.text, options: m.options || [] }, m.author, false);
+      else addReply({ text: m.text, options: m.options || [], files: m.files }, m.author, false);
       lastMessageId = Math.max(lastMessageId, m.id || 0);
     }
     disableStaleOptions();
@@ -193,7 +193,13 @@
   function addReply(reply, author, withOptions) {
     const item = el("li", { class: `msg ${author === "agent" ? "agent" : "bot"}` },
       el("p", { class: "who-said", text: author === "agent" ? "Agent" : "Doorstep" }),
-      el("div", { class: "bubble", text: reply.text }));
+      reply.text ? el("div", { class: "bubble", text: reply.text }) : null);
+    for (const file of reply.files || []) {
+      item.append(file.content_type.startsWith("image/")
+        ? el("a", { href: file.url, target: "_blank", rel: "noopener", class: "sent-file" },
+          el("img", { src: file.url, alt: "Picture from the agent" }))
+        : el("a", { href: file.url, class: "sent-file", download: "" }, "File from the agent (PDF)"));
+    }
     if (reply.options && reply.options.length) {
       item.append(el("div", { class: "options", role: "group", "aria-label": "Options" },
         reply.options.map((o) => el("button", {
@@ -337,7 +343,7 @@
       for (const m of data.messages) {
         lastMessageId = Math.max(lastMessageId, m.id || 0);
         if (m.direction === "outbound" && (m.author === "agent" || m.author === "system")) {
-          addReply({ text: m.text, options: m.options || [] }, m.author, true);
+          addReply({ text: m.text, options: m.options || [], files: m.files }, m.author, true);
           added = true;
         }
       }
