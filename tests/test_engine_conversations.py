@@ -585,44 +585,39 @@ class TestTheConfirmationOfAChange:
         assert len(sent) == 1 and expected in sent[0]
 
 
+PICKUP_ANSWERS = {
+    "pickup point please": understood(Intent.redirect_pickup),
+    "yes": understood(Intent.yes),
+    "where is it": understood(Intent.where_is_parcel),
+}
+
+
+async def ada_sends_t001_to_queen_st_lockers(ctx, acme) -> Chat:
+    await load_small_plan(ctx, acme.retailer_id)
+    chat = Chat(engine_for(ctx, ScriptedUnderstanding(PICKUP_ANSWERS)), Channel.sms, ADA)
+    await chat.say("pickup point please")
+    await chat.say(str(1 + [o.label for o in chat.last[0].options].index("Queen St Lockers")))
+    assert "Done!" in await chat.say("yes")
+    return chat
+
+
 class TestPickupHours:
     async def test_a_parcel_waiting_at_a_closed_point_says_it_is_closed_today(self, ctx, acme):
-        await load_small_plan(ctx, acme.retailer_id)
-        understanding = ScriptedUnderstanding(
-            {
-                "pickup point please": understood(Intent.redirect_pickup),
-                "yes": understood(Intent.yes),
-                "where is it": understood(Intent.where_is_parcel),
-            }
-        )
-        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
-        await chat.say("pickup point please")
-        await chat.say(str(1 + [o.label for o in chat.last[0].options].index("Queen St Lockers")))
-        assert "Done!" in await chat.say("yes")
+        chat = await ada_sends_t001_to_queen_st_lockers(ctx, acme)
         async with ctx.uow() as uow:  # the driver left it there; Queen St Lockers is closed on weekends
             t001 = (await uow.session.exec(select(Delivery).where(Delivery.tracking == "T001"))).one()
             t001.status = DeliveryStatus.ready_for_pickup
             uow.session.add(t001)
             await uow.commit()
         saturday = datetime(2026, 12, 5, 15, tzinfo=ZoneInfo("UTC"))
+        understanding = ScriptedUnderstanding(PICKUP_ANSWERS)
         chat.engine = ConversationEngine(ctx, clock=lambda: saturday, understand=understanding)
         text = await chat.say("where is it")
         assert "ready for pickup at Queen St Lockers" in text and text.endswith("Closed Sat Dec 5.")
 
     async def test_a_point_without_an_address_is_named_alone(self, ctx, acme):
         """The status read "on its way to Queen St Lockers, ." when the carrier gave no address."""
-        await load_small_plan(ctx, acme.retailer_id)
-        understanding = ScriptedUnderstanding(
-            {
-                "pickup point please": understood(Intent.redirect_pickup),
-                "yes": understood(Intent.yes),
-                "where is it": understood(Intent.where_is_parcel),
-            }
-        )
-        chat = Chat(engine_for(ctx, understanding), Channel.sms, ADA)
-        await chat.say("pickup point please")
-        await chat.say(str(1 + [o.label for o in chat.last[0].options].index("Queen St Lockers")))
-        assert "Done!" in await chat.say("yes")
+        chat = await ada_sends_t001_to_queen_st_lockers(ctx, acme)
         async with ctx.uow() as uow:
             lockers = select(PickupPoint).where(PickupPoint.name == "Queen St Lockers")
             point = (await uow.session.exec(lockers)).one()
