@@ -323,37 +323,16 @@ class FakeTelegramAPI:
         if method == "getMe":
             return BOT_USER
         if method == "sendMessage":
-            chat_id = params["chat_id"]
-            result: dict[str, Any] = {
-                "message_id": next(self._message_ids),
-                "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private"} if isinstance(chat_id, int) else {"id": 1},
-                "from": BOT_USER,
-                "text": params["text"],
-            }
+            result = self._sent(params["chat_id"], text=params["text"])
             if "inline_keyboard" in (params.get("reply_markup") or {}):
                 result["reply_markup"] = params["reply_markup"]
             return result
-        if method in (
-            "sendPhoto",
-            "sendDocument",
-        ):  # by URL or file_id here: the sent Message, as the spec says
-            chat_id = params["chat_id"]
-            sent: dict[str, Any] = {
-                "message_id": next(self._message_ids),
-                "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private"} if isinstance(chat_id, int) else {"id": 1},
-                "from": BOT_USER,
-            }
-            if method == "sendPhoto":
-                sent["photo"] = [
-                    {"file_id": "sent-photo", "file_unique_id": "sp", "width": 640, "height": 480}
-                ]
-            else:
-                sent["document"] = {"file_id": "sent-document", "file_unique_id": "sd"}
-            if params.get("caption"):
-                sent["caption"] = params["caption"]
-            return sent
+        if method == "sendPhoto":  # by URL or file_id here: the sent Message, as the spec says
+            photo = [{"file_id": "sent-photo", "file_unique_id": "sp", "width": 640, "height": 480}]
+            return self._sent(params["chat_id"], photo=photo, caption=params.get("caption"))
+        if method == "sendDocument":
+            document = {"file_id": "sent-document", "file_unique_id": "sd"}
+            return self._sent(params["chat_id"], document=document, caption=params.get("caption"))
         if method == "getFile":
             file_id = params["file_id"]
             if file_id not in self.files:
@@ -370,6 +349,16 @@ class FakeTelegramAPI:
         if method in ("getWebhookInfo",):
             return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._updates)}
         return True
+
+    def _sent(self, chat_id: Any, **content: Any) -> dict[str, Any]:
+        """The Message a send method returns: the bot's, in the chat, with what was sent."""
+        return {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"} if isinstance(chat_id, int) else {"id": 1},
+            "from": BOT_USER,
+            **{field: value for field, value in content.items() if value is not None},
+        }
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = params.get("offset", 0)
