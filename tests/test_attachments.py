@@ -418,6 +418,19 @@ class TestAgentsSendPictures:
         assert (await client.get(src)).content == PNG
         assert (await client.get(f"/media/{kept.token}")).status_code == 404
 
+    async def test_a_note_cannot_carry_a_file(self, client, ctx, acme, fake_twilio):
+        conversation_id, token = await taken_over(client, ctx, acme)
+        page = await client.get(f"/console/conversations/{conversation_id}")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        refused = await client.post(
+            f"/console/conversations/{conversation_id}/reply",
+            data={"text": "for the team", "reply_token": token, "csrf_token": csrf, "mode": "note"},
+            files={"file": ("door.png", PNG, "image/png")},
+        )
+        assert refused.status_code == 422 and "A note cannot carry a file" in refused.text
+        async with ctx.uow() as uow:
+            assert (await uow.session.exec(select(OutgoingFile))).all() == []
+
     async def test_another_retailers_agent_cannot_see_the_file(self, client, ctx, acme, fake_twilio):
         await make_tenant(ctx, "globex")
         await add_user(ctx, "gus@globex.test", ["globex"])
