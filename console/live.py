@@ -99,8 +99,10 @@ class LiveHub:
         redis = shared_redis(self.ctx)
         if redis.available and redis.client is not None and self._task is not None:
             try:
-                for notice in notices:
-                    await redis.client.publish(CHANNEL, json.dumps(notice))
+                async with redis.client.pipeline(transaction=False) as pipe:  # one round trip per commit
+                    for notice in notices:
+                        pipe.publish(CHANNEL, json.dumps(notice))
+                    await pipe.execute()
                 return
             except REDIS_ERRORS as exc:
                 redis.mark_down(exc)

@@ -117,10 +117,19 @@ class TestAcrossProcesses:
             listener = hubs[1].subscribe(frozenset({1}))
             other = hubs[1].subscribe(frozenset({2}))
             await asyncio.sleep(0.3)  # the listeners subscribe
-            retailer = 1
-            await hubs[0].publish([MessageReceived(int(uuid.uuid4().int % 1000), retailer, 1, "sms")])
-            notice = await asyncio.wait_for(listener.queue.get(), 5)
-            assert notice["kind"] == "MessageReceived" and notice["retailer_id"] == 1
+            retailer, conversation = 1, int(uuid.uuid4().int % 1000)
+            # a unit of work's events go out together (one pipeline), each a notice, in order
+            await hubs[0].publish(
+                [
+                    MessageReceived(conversation, retailer, 1, "sms"),
+                    MessageReceived(conversation + 1, retailer, 2, "sms"),
+                ]
+            )
+            notices = [await asyncio.wait_for(listener.queue.get(), 5) for _ in range(2)]
+            assert [(n["kind"], n["retailer_id"], n["conversation_id"]) for n in notices] == [
+                ("MessageReceived", 1, conversation),
+                ("MessageReceived", 1, conversation + 1),
+            ]
             assert other.queue.empty()
         finally:
             for hub in hubs:
