@@ -21,7 +21,7 @@ from bot.i18n import SUPPORTED, Speaker, normalize_locale
 from bot.keywords import Keyword
 from core.consent import set_opt_out
 from core.logging import get_logger
-from core.models import Delivery, Retailer
+from core.models import ConversationStatus, Delivery, Retailer
 from core.ratelimit import FailureLimiter, sender_key
 
 log = get_logger("doorstep.bot.dialogs")
@@ -321,7 +321,17 @@ class Dialogs:
         elif intent == "notify_me":
             await changes.when_we_write(turn, delivery)
         elif intent == "greeting":
-            self.greet(turn)
+            if turn.conversation.status == ConversationStatus.needs_person:
+                # "hello? anyone there?" while waiting for a person: not a new conversation
+                turn.say(
+                    turn._(
+                        "A person on our team has already been asked and will answer here soon. "
+                        "Meanwhile, I can still help:"
+                    ),
+                    kind="handoff.waiting",
+                )
+            else:
+                self.greet(turn)
             await changes.status(turn, delivery)
         else:
             await self.not_understood(turn, parsed)
