@@ -238,7 +238,9 @@ def _overlap(offer: WindowOffer, start: datetime, end: datetime) -> timedelta:
 def matching_offers(
     offers: list[WindowOffer], start: datetime | None, end: datetime | None, timezone: str
 ) -> list[WindowOffer]:
-    """Offers that fit the wish: the one containing it, else those inside or overlapping it.
+    """Offers that fit the wish: the one containing it, else those inside or overlapping it, leaving
+    out an offer of which the wish covers less than half when others it covers more ("at 2:30", read as
+    1:30-3:30, is the 2-4 slot, not 12-2 as well).
 
     An open wish keeps to its day: "after 3" (no end) takes the offers starting at 3 or later,
     "before 9" (no start) those over by 9.
@@ -253,7 +255,10 @@ def matching_offers(
     containing = [o for o in offers if o.start <= start and end <= o.end]
     if containing:
         return containing[:1]
-    return sorted((o for o in offers if _overlap(o, start, end) > timedelta(0)), key=lambda o: o.start)
+    overlapping = [(o, _overlap(o, start, end)) for o in offers]
+    overlapping = [(o, shared) for o, shared in overlapping if shared > timedelta(0)]
+    mostly = [o for o, shared in overlapping if shared * 2 >= o.end - o.start]
+    return sorted(mostly or [o for o, _ in overlapping], key=lambda o: o.start)
 
 
 def _anchor(start: datetime | None, end: datetime | None) -> datetime:
