@@ -979,6 +979,40 @@ INTENT_CUES += [
     ),
 ]
 
+# Questions only the retailer's team can answer: what is in the parcel, its weight or size, who the
+# driver is and how to reach them, what the setup costs. A person's; the setup's price outweighs the
+# setup's own words (white_glove, 4 per language list), which would offer slots instead of a price.
+ABOUT_THE_ORDER = (
+    r"what is (?:in|inside) (?:the|my|this|it)|what is inside|what did (?:i|we) (?:order|buy)"
+    r"|contents? of (?:the|my) (?:parcel|package|box|order)"
+    r"|how (?:heavy|big|large) is (?:it|the (?:parcel|package|box|order)|my (?:parcel|package|box|order))"
+    r"|how much (?:does|will) (?:it|the \w+|my \w+) weigh|(?:weight|size|dimensions) of (?:the|my)"
+    r"|who (?:is|will be) (?:the|my) (?:driver|courier|delivery (?:guy|person|man|driver))"
+    r"|whose the driver|(?:who is|whose) (?:delivering|bringing)"
+    r"|(?:driver|courier)s? (?:name|phone|number|cell)"
+    r"|(?:call|phone|text|contact|reach) the (?:driver|courier)"
+    r"|qu est ce qu il y a dans|c est quoi dans|qu est ce que j ai commande|contenu (?:du|de mon) colis"
+    r"|combien (?:pese|ca pese)|poids du colis|quelle (?:taille|grandeur) (?:fait|a)|dimensions du colis"
+    r"|qui (?:est|sera) (?:le|mon) livreur|qui (?:livre|va livrer)|(?:nom|numero|telephone) du livreur"
+    r"|(?:appeler|joindre|contacter|rejoindre) le livreur"
+    r"|que (?:hay|viene) (?:en|dentro de) (?:el|la|mi) (?:paquete|caja|pedido)"
+    r"|que contiene|que (?:pedi|compre)"
+    r"|contenido del paquete|cuanto pesa|peso del paquete|que tamano tiene|dimensiones del paquete"
+    r"|quien es el repartidor|quien (?:entrega|me lo entrega|lo entrega)"
+    r"|(?:nombre|numero|telefono) del repartidor"
+    r"|(?:llamar|contactar) al repartidor"
+)
+SETUP_PRICE = (
+    r"how much (?:does|is|will|would) (?:the |an |a |my )?(?:in home )?(?:set up|setup|installation|assembly)"
+    r" (?:cost|be)|(?:price|cost) of (?:the )?(?:set up|setup|installation|assembly)"
+    r"|(?:set up|setup|installation|assembly) (?:is |be )?(?:free|extra|included)"
+    r"|combien (?:coute|ca coute pour) l installation|prix de l installation"
+    r"|l installation est (?:elle )?gratuite"
+    r"|cuanto cuesta (?:la instalacion|el armado|el montaje)|precio de la instalacion"
+    r"|la instalacion es gratis"
+)
+INTENT_CUES += [("human", 4, ABOUT_THE_ORDER), ("human", 10, SETUP_PRICE)]
+
 # A new address (they moved, or want it sent elsewhere than a pickup point) is a person's call too; it
 # outweighs the "deliver ... instead" that would otherwise read as a new time.
 INTENT_CUES += [
