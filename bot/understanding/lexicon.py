@@ -18,6 +18,7 @@ def _words(text: str) -> frozenset[str]:
 SHORTHAND: dict[str, str] = {
     # English
     "2moro": "tomorrow",
+    "nvm": "never mind",
     "2morow": "tomorrow",
     "2morrow": "tomorrow",
     "2mrw": "tomorrow",
@@ -575,7 +576,10 @@ INTENT_CUES: list[tuple[str, float, str]] = [
     (
         "instructions",
         3,
-        r"leave (?:it|them|the \w+|my \w+|package|parcel)?|drop (?:it|them) (?:off )?(?:at|by|on|in|with|"
+        # "leave it as it is" keeps things as they are (a "no" below), it is not a note
+        r"leave (?:it|them|the \w+|my \w+|package|parcel)?"
+        r"(?! (?:as (?:is|it is)|like (?:that|it is)|the same))"
+        r"|drop (?:it|them) (?:off )?(?:at|by|on|in|with|"
         r"behind|inside|outside)|put (?:it|them) (?:at|by|on|in|behind|inside|under)",
     ),
     (
@@ -587,7 +591,7 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         r"gate code|door code|the code|code is|intercom|ring the bell|do not ring|dont ring|knock|"
         r"safe place|behind the|lobby|garage|shed|balcony|side gate|gate|dog|apt|apartment|unit|building",
     ),
-    ("instructions", 3, r"laisser|laissez|laisse[rz]? le|deposer|deposez|depose"),
+    ("instructions", 3, r"(?:laisser|laissez|laisse[rz]? le)(?! ca comme)|deposer|deposez|depose"),
     (
         "instructions",
         2,
@@ -596,7 +600,11 @@ INTENT_CUES: list[tuple[str, float, str]] = [
         r"boite aux lettres|boite postale|code (?:de la porte|d acces|d entree|du portail|est|porte|"
         r"c est)|le code|portail|barriere|chien|garage|cabanon|dans le hall|hall d entree",
     ),
-    ("instructions", 3, r"dejar|dejen|dejarlo|dejalo|dejenlo|dejarla|dejenla|deje"),
+    (
+        "instructions",
+        3,
+        r"(?:dejar|dejen|dejarlo|dejalo|dejelo|dejenlo|dejarla|dejenla|deje)(?! (?:asi|como esta))",
+    ),
     (
         "instructions",
         2,
@@ -809,6 +817,16 @@ INTENT_CUES += [
         r"|(?:indique|marque|dit) livre|dice (?:que )?entregado|aparece (?:como )?entregado",
     ),
     ("no", 3, r"mejor no|better not|plutot pas|plutot non|pas pour moi|nah"),
+    # "forget it", "keep it as it is", "oublie ça", "olvídalo", "déjelo así": no change after all. Above
+    # the note cues of "leave it" / "déjelo" (a note would read "as it is")
+    (
+        "no",
+        5,
+        r"forget (?:it|about it|that)|(?:keep|leave) it (?:as is|as it is|like that|the same|like it is)"
+        r"|keep (?:the )?(?:same|original|current|planned) (?:time|window|day|one)"
+        r"|oubli(?:e|ez) (?:ca|ca finalement)|(?:laisse|laissez|garde|gardez) (?:ca|le) comme (?:ca|c est)"
+        r"|olvid(?:alo|elo|enlo|a eso)|(?:dejalo|dejelo|dejenlo) (?:asi|como esta)",
+    ),
     ("yes", 2, r"c est beau|c est correct|c est ok|ca me va|esta bien|me sirve"),
 ]
 
@@ -974,6 +992,9 @@ INTENT_CUES += [
         "where_is_parcel",
         3,
         r"opening hours|open hours|store hours|when (?:is|are) (?:it|they|the \w+) open"
+        r"|what are (?:the|their|its) (?:opening )?hours(?: there| of the \w+)?(?= [?.!]*\s*$)"
+        r"|quelles sont (?:les|leurs|ses) heures|c est ouvert (?:quand|jusqu a quand)"
+        r"|(?:que|cual es el) horario(?: tiene| tienen)?(?= [?.!]*\s*$)|cuales son los horarios"
         r"|what time (?:does|do) (?:it|they|the \w+) (?:open|close)|heures d ouverture|ouvert jusqu"
         r"|horario de (?:atencion|apertura)|a que hora (?:abre|cierra)n?",
     ),
