@@ -39,7 +39,28 @@ class TestReadingANoteRequest:
     def test_a_note_with_its_content_keeps_it(self):
         understood = read("add a note: leave it at the back door", "en")
         assert understood.intent is Intent.instructions
-        assert understood.instructions == "add a note: leave it at the back door"
+        assert understood.instructions == "Leave it at the back door"
+
+    @pytest.mark.parametrize(
+        ("text", "locale", "note"),
+        [
+            ("can the driver leave it at the back door", "en", "Leave it at the back door"),
+            ("Hi! could you please leave it on the porch? thanks", "en", "Leave it on the porch"),
+            ("tell the driver to buzz 402", "en", "Buzz 402"),
+            ("please ring the bell twice", "en", "Ring the bell twice"),
+            ("Est-ce que le livreur peut le laisser chez le voisin?", "fr_CA", "Le laisser chez le voisin"),
+            ("ajoutez une note : code 1234", "fr_CA", "Code 1234"),
+            ("¿Puede dejarlo con el conserje?", "es", "Dejarlo con el conserje"),
+            ("agregue una nota: tocar el timbre dos veces", "es", "Tocar el timbre dos veces"),
+            # nothing to take off: kept as written
+            ("leave it with the concierge please", "en", "leave it with the concierge please"),
+            ("laissez le colis chez le voisin svp", "fr_CA", "laissez le colis chez le voisin svp"),
+        ],
+    )
+    def test_the_note_keeps_what_the_driver_should_read_not_how_it_was_asked(self, text, locale, note):
+        """The driver read "can the driver leave it at the back door" as the note itself."""
+        understood = read(text, locale)
+        assert understood.intent is Intent.instructions and understood.instructions == note
 
 
 class TestReadingAnAbsence:

@@ -23,6 +23,25 @@ TRAILING_THANKS = re.compile(
     r"[\s!.🙏]*$",
     re.IGNORECASE,
 )
+# How a note is asked for, not what the driver should read: "can the driver leave it at the back door"
+# is kept as "Leave it at the back door", "add a note: buzz 402" as "Buzz 402".
+NOTE_FRAMES = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"^(?:please|pls|svp|s'il vous pla[iî]t|por favor)[\s,]+",
+        r"^(?:(?:can|could|would|will)\s+(?:the\s+(?:driver|courier|delivery\s+(?:guy|person))|you|he|she|they)"
+        r"|(?:tell|ask)\s+the\s+(?:driver|courier)(?:\s+to)?"
+        r"|i(?:'d|\s+would)\s+like\s+(?:the\s+driver|you)\s+to|i\s+want\s+(?:the\s+driver|you)\s+to)\s+"
+        r"(?:please\s+)?",
+        r"^(?:est[- ]ce\s+que\s+)?(?:le\s+livreur|vous|il)\s+(?:peut|pourrait|pouvez|pourriez)\s+",
+        r"^(?:pouvez|pourriez)[- ]vous\s+|^(?:le\s+livreur\s+)?(?:peut|pourrait)[- ]il\s+",
+        r"^¿?\s*(?:(?:el\s+repartidor|usted|ustedes)\s+)?(?:puede|podr[ií]a|pueden|podr[ií]an)\s+",
+        r"^(?:add|leave|write|put|ajoute[rz]?|laisse[rz]?|[ée]cri(?:re|vez)|agrega[rn]?|agregue|deja[rn]?"
+        r"|escrib[ae])\s+(?:a|this|the|une|cette|la|una|esta)\s+(?:note|nota)"
+        r"(?:\s+(?:for|to|pour|au|para|al)\s+(?:the\s+|le\s+|el\s+)?(?:driver|courier|livreur|repartidor))?"
+        r"\s*[:,-]\s*",
+    )
+)
 LOCALE_LANGUAGE = {"en": "en", "fr": "fr_CA", "fr_CA": "fr_CA", "es": "es"}
 MAX_INSTRUCTIONS = 500
 # Requests are short; reading at most this much keeps the worst case near a few milliseconds.
@@ -148,9 +167,14 @@ def _decide(
 
 
 def _instruction_text(raw: str) -> str:
-    text = TRAILING_THANKS.sub("", LEADING_GREETING.sub("", raw))
-    text = " ".join(text.split()) or " ".join(raw.split())
-    return text[:MAX_INSTRUCTIONS]
+    text = " ".join(TRAILING_THANKS.sub("", LEADING_GREETING.sub("", raw)).split())
+    framed = text
+    for frame in NOTE_FRAMES:
+        text = frame.sub("", text, count=1)
+    if text != framed:  # a request turned into what the driver reads: "Leave it at the back door"
+        text = text.rstrip("?").rstrip()
+        text = text[:1].upper() + text[1:]
+    return (text or framed or " ".join(raw.split()))[:MAX_INSTRUCTIONS]
 
 
 def _result(intent: Intent, *, language: str | None, confidence: float) -> Understanding:
