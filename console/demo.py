@@ -32,9 +32,15 @@ from core.models import (
     Recipient,
     Retailer,
     Role,
+    SavedReply,
 )
 from scheduling.demo import SEED
 
+DEMO_SAVED_REPLIES = [
+    ("Greeting", "Hi {{ first_name }}, this is {{ agent_name }} from {{ brand }}. Let me look into it."),
+    ("Planned window", "Your parcel {{ tracking }} is planned for {{ window }}."),
+    ("Safe place", "If nobody is home, the driver can leave it in a safe place: just tell me where."),
+]
 DEMO_PASSWORD = "doorstep-demo"  # noqa: S105 - development dataset, printed by `make run`
 DEMO_USERS = [
     ("agent@maple-home.demo", "Camille (agent)", Role.agent, ["maple-home"]),
@@ -62,6 +68,8 @@ async def load_demo_console(ctx: AppContext) -> dict[str, Any]:
             conversations += await _demo_conversations(uow, slug, ctx.clock())
         async with ctx.uow() as uow:
             history += await _demo_history(uow, slug, ctx.clock())
+        async with ctx.uow() as uow:
+            await _demo_saved_replies(uow, slug)
     return {
         "console": {
             "url": "/console",
@@ -70,6 +78,17 @@ async def load_demo_console(ctx: AppContext) -> dict[str, Any]:
             "history_notifications_created": history,
         }
     }
+
+
+async def _demo_saved_replies(uow: UnitOfWork, slug: str) -> None:
+    retailer = (await uow.session.exec(select(Retailer).where(Retailer.slug == slug))).first()
+    if retailer is None or retailer.id is None:
+        return
+    if (await uow.session.exec(select(SavedReply).where(SavedReply.retailer_id == retailer.id))).first():
+        return
+    for title, body in DEMO_SAVED_REPLIES:
+        uow.session.add(SavedReply(retailer_id=retailer.id, title=title, body=body))
+    await uow.commit()
 
 
 async def _demo_conversations(uow: UnitOfWork, slug: str, now: datetime) -> int:

@@ -28,7 +28,7 @@ from channels.media import (
     media_fetchers,
     outgoing_file,
 )
-from console import actions, dashboard
+from console import actions, dashboard, saved_replies
 from console.auth import ConsoleUser, CurrentUser, require_role
 from console.pictures import MapPoint, map_svg, timeline_from_plan, timeline_svg
 from console.queries import (
@@ -231,6 +231,7 @@ async def conversation_data(
         rows = await inbox_rows(uow, user, filters)
         retailers = await retailers_of(uow, user)
         context = await context_data(uow, view.delivery, now, alternatives) if view.delivery else None
+        offered_replies = await saved_replies.offered(uow.session, view, user)
     blocker = actions.reply_blocker(view.conversation, view.recipient, now)
     return {
         "view": view,
@@ -241,6 +242,7 @@ async def conversation_data(
         "blocker": blocker,
         "mine": view.conversation.assignee_id == user.id,
         "reply_token": secrets.token_urlsafe(16),
+        "saved_replies": offered_replies,
         "now": now,
         "active": "inbox",
         "selected_id": conversation_id,

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from console import api, auth, live, pages
+from console import api, auth, live, pages, saved_replies
 from console.rendering import STATIC
 
 # Scripts, styles and pictures come from the app itself; no frame may embed the console (clickjacking).
@@ -47,5 +47,6 @@ def install(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.include_router(auth.build_router())
     app.include_router(pages.build_router())
+    app.include_router(saved_replies.build_router())
     app.include_router(api.build_router())
     app.state.starters.append(live.start_live)

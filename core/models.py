@@ -454,6 +454,18 @@ class OutboxMessage(SQLModel, table=True):
     attachments: list[dict[str, str]] = json_column(empty_list, server_default="[]")
 
 
+class SavedReply(SQLModel, table=True):
+    """An answer a retailer's agents reuse, inserted into the reply box with the conversation's names
+    filled in (a sandboxed message template: `{{ first_name }}`, `{{ tracking }}`, `{{ window }}`...)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    retailer_id: int = Field(foreign_key="retailer.id", index=True)
+    title: str = Field(max_length=60)
+    body: str = Field(max_length=1000)
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class OutgoingFile(SQLModel, table=True):
     """A picture or PDF an agent sends. Twilio and Telegram fetch it themselves from
     `PUBLIC_URL/media/<token>` (channels/media.py), so it lives in the database that every process

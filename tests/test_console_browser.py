@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,50 @@ def test_the_event_stream_of_an_agent_carries_only_their_retailers_notices(serve
     assert events(globex_lines) == []
     for client in clients:
         client.close()
+
+
+async def _save_reply(settings: Settings, title: str, body: str) -> None:
+    from sqlmodel import select
+
+    from core.models import Retailer, SavedReply
+
+    ctx = build_context(settings)
+    try:
+        async with ctx.uow() as uow:
+            acme = (await uow.session.exec(select(Retailer).where(Retailer.slug == "acme"))).one()
+            uow.session.add(SavedReply(retailer_id=acme.id, title=title, body=body))
+            await uow.commit()
+    finally:
+        await ctx.engine.dispose()
+
+
+def test_a_saved_reply_goes_into_the_reply_box_filled_in_and_is_sent(served, browser):
+    from playwright.sync_api import expect
+
+    saving = _save_reply(served.settings, "Greeting", "Hi {{ first_name }}, your parcel {{ tracking }}:")
+    with ThreadPoolExecutor(1) as aside:  # Playwright's sync API holds this thread's event loop
+        aside.submit(asyncio.run, saving).result(timeout=30)
+    sent = served.post_sms("I want to talk to a person please", "SM" + "4" * 32)
+    assert sent.status_code == 200, sent.text
+    agent = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = agent.new_page()
+    sign_in(page, served.url + "/console", "ana@acme.test")
+    page.locator("#conv-list li a").first.click()
+    page.get_by_role("button", name="Take over").click()
+    expect(page.locator("#conversation-owner")).to_have_text("you")
+    page.locator("#reply-text").fill("Hello!")
+    page.locator("#saved-reply").select_option(label="Greeting")
+    expect(page.locator("#reply-text")).to_have_value("Hello! Hi Recipient, your parcel A001:")
+    expect(page.locator("#reply-text")).to_be_focused()
+    page.keyboard.type(" it is on its way.")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".alert.ok")).to_contain_text("Reply queued")
+    wait_for(
+        lambda: [
+            m
+            for m in served.twilio.sent_to(RECIPIENT_PHONE)
+            if m.body == "Hello! Hi Recipient, your parcel A001: it is on its way."
+        ],
+        "the fake Twilio API to receive the reply with the saved text",
+    )
+    agent.close()

@@ -44,3 +44,5 @@ async def test_the_demo_agents_sign_in_and_see_only_their_retailers_conversation
     await sign_in(client, "admin@maple-home.demo", DEMO_PASSWORD)
     dashboard = await client.get("/console/dashboard")
     assert dashboard.status_code == 200 and "Notifications: sent" in dashboard.text
+    saved = await client.get("/console/saved-replies")  # three each, not twice for two loads
+    assert saved.status_code == 200 and saved.text.count("Planned window") == 1

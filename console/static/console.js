@@ -116,6 +116,21 @@
       }
     });
   }
+  // a saved reply goes into the reply box where the cursor is (or after what is written), to edit or send
+  const saved = document.getElementById("saved-reply");
+  if (saved && textarea) {
+    saved.addEventListener("change", () => {
+      const text = saved.value;
+      if (!text) return;
+      const at = textarea.selectionStart ?? textarea.value.length;
+      const before = textarea.value.slice(0, at);
+      const spacer = before && !/\s$/.test(before) ? " " : "";
+      textarea.value = before + spacer + text + textarea.value.slice(textarea.selectionEnd ?? at);
+      saved.value = "";
+      textarea.focus();
+      textarea.dispatchEvent(new Event("input"));
+    });
+  }
   if (composer) {
     composer.addEventListener("change", () => {
       const note = composer.querySelector('input[name="mode"][value="note"]');

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 09:16:22.320439
+Create Date: 2026-12-06 10:11:45.135774
 """
 
 from collections.abc import Sequence
@@ -181,6 +181,27 @@ def upgrade() -> None:
     with op.batch_alter_table("routeplan", schema=None) as batch_op:
         batch_op.create_index("ix_routeplan_retailer_day", ["retailer_id", "day"], unique=False)
         batch_op.create_index(batch_op.f("ix_routeplan_retailer_id"), ["retailer_id"], unique=False)
+
+    op.create_table(
+        "savedreply",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("retailer_id", sa.Integer(), nullable=False),
+        sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
+        sa.Column("body", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["user.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["retailer_id"],
+            ["retailer.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("savedreply", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_savedreply_retailer_id"), ["retailer_id"], unique=False)
 
     op.create_table(
         "slotcapacity",
@@ -719,6 +740,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_slotcapacity_retailer_id"))
 
     op.drop_table("slotcapacity")
+    with op.batch_alter_table("savedreply", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_savedreply_retailer_id"))
+
+    op.drop_table("savedreply")
     with op.batch_alter_table("routeplan", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_routeplan_retailer_id"))
         batch_op.drop_index("ix_routeplan_retailer_day")
