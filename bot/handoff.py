@@ -105,6 +105,26 @@ async def take_over(
     return conversation
 
 
+async def assign(
+    uow: UnitOfWork,
+    conversation_id: int,
+    assignee_id: int,
+    *,
+    retailer_ids: Collection[int] | None = None,
+    now: datetime | None = None,
+) -> Conversation:
+    """Another agent owns the conversation from now on (who may hand it over is the console's rule)."""
+    conversation = await _load(uow, conversation_id, retailer_ids)
+    conversation.owner = Owner.agent
+    conversation.assignee_id = assignee_id
+    conversation.status = ConversationStatus.open
+    conversation.updated_at = now or utcnow()
+    uow.session.add(conversation)
+    uow.record(TakenOver(conversation_id, conversation.retailer_id, assignee_id))
+    await uow.commit()
+    return conversation
+
+
 async def _give_to_bot(
     uow: UnitOfWork,
     conversation_id: int,

@@ -34,12 +34,14 @@ from core.models import (
     ConversationStatus,
     Delivery,
     Direction,
+    Membership,
     Message,
     OutboxMessage,
     OutgoingFile,
     Owner,
     Recipient,
     Role,
+    User,
 )
 from core.outbox import enqueue
 from scheduling import service
@@ -156,6 +158,49 @@ async def take_over(ctx: AppContext, user: ConsoleUser, conversation_id: int) ->
         except handoff.ConversationNotFound:
             raise NotFound(conversation_id) from None
     log.info("console_taken_over", conversation_id=conversation_id, user_id=user.id)
+
+
+async def colleagues(uow: UnitOfWork, conversation: Conversation) -> list[User]:
+    """The agents and admins of the conversation's retailer, who may be given it."""
+    if conversation.retailer_id is None:
+        return []
+    return list(
+        (
+            await uow.session.exec(
+                select(User)
+                .join(Membership, col(Membership.user_id) == col(User.id))
+                .where(Membership.retailer_id == conversation.retailer_id)
+                .order_by(col(User.name), col(User.email))
+            )
+        ).all()
+    )
+
+
+async def assign(ctx: AppContext, user: ConsoleUser, conversation_id: int, assignee_id: int) -> None:
+    """Give the conversation to a colleague: its agent hands it over, or a retailer admin reassigns it
+    (an agent going home, a French speaker needed); the new agent owns it, the bot stays silent."""
+    now = ctx.clock()
+    async with ctx.uow() as uow:
+        conversation = await _conversation(uow, user, conversation_id)
+        mine = conversation.owner == Owner.agent and conversation.assignee_id == user.id
+        if not mine and user.role == Role.agent:
+            raise ActionRefused(
+                "Only the agent handling this conversation, or an admin, can give it to someone."
+            )
+        assignee = next((u for u in await colleagues(uow, conversation) if u.id == assignee_id), None)
+        if assignee is None:
+            raise InvalidInput("Choose someone of this retailer's team.")
+        if conversation.owner == Owner.agent and conversation.assignee_id == assignee_id:
+            return
+        name = assignee.name or assignee.email.split("@", 1)[0]
+        _event_line(uow, conversation, user, f"{user.display_name} gave it to {name}", "assigned", now)
+        try:
+            await handoff.assign(
+                uow, conversation_id, assignee_id, retailer_ids=_scope(user, conversation), now=now
+            )
+        except handoff.ConversationNotFound:
+            raise NotFound(conversation_id) from None
+    log.info("console_assigned", conversation_id=conversation_id, user_id=user.id, assignee_id=assignee_id)
 
 
 async def hand_back(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> None:

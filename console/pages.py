@@ -47,7 +47,7 @@ from console.rendering import templates
 from core.context import AppContext
 from core.db import UnitOfWork
 from core.logging import get_logger
-from core.models import Channel, Delivery, Retailer, Role, RoutePlan
+from core.models import Channel, Delivery, Owner, Retailer, Role, RoutePlan
 from core.web import get_ctx
 from scheduling import service
 from scheduling.repository import load_plan
@@ -61,6 +61,7 @@ AdminUser = Annotated[ConsoleUser, Depends(require_role(Role.retailer_admin))]
 DONE_MESSAGES = {
     "taken_over": "You own this conversation: the bot is silent until you hand back.",
     "handed_back": "Handed back: the bot answers again.",
+    "assigned": "Given to your colleague: they own this conversation now.",
     "closed": "Conversation closed.",
     "replied": "Reply queued; its delivery receipt appears below.",
     "noted": "Note added (agents only).",
@@ -232,6 +233,15 @@ async def conversation_data(
         retailers = await retailers_of(uow, user)
         context = await context_data(uow, view.delivery, now, alternatives) if view.delivery else None
         offered_replies = await saved_replies.offered(uow.session, view, user)
+        may_assign = (
+            view.conversation.owner == Owner.agent and view.conversation.assignee_id == user.id
+        ) or (user.role != Role.agent)
+        team = [
+            u
+            for u in await actions.colleagues(uow, view.conversation)
+            if u.id != view.conversation.assignee_id
+        ]
+        assignable = team if may_assign else []
     blocker = actions.reply_blocker(view.conversation, view.recipient, now)
     return {
         "view": view,
@@ -243,6 +253,7 @@ async def conversation_data(
         "mine": view.conversation.assignee_id == user.id,
         "reply_token": secrets.token_urlsafe(16),
         "saved_replies": offered_replies,
+        "assignable": assignable,
         "now": now,
         "active": "inbox",
         "selected_id": conversation_id,
@@ -348,6 +359,23 @@ def build_router() -> APIRouter:
             conversation_id,
             "taken_over",
             lambda: actions.take_over(ctx, user, conversation_id),
+        )
+
+    @router.post("/conversations/{conversation_id}/assign")
+    async def assign(
+        request: Request,
+        ctx: Ctx,
+        user: CurrentUser,
+        conversation_id: int,
+        assignee_id: Annotated[int, Form(ge=1)],
+    ) -> Response:
+        return await _after(
+            request,
+            ctx,
+            user,
+            conversation_id,
+            "assigned",
+            lambda: actions.assign(ctx, user, conversation_id, assignee_id),
         )
 
     @router.post("/conversations/{conversation_id}/hand-back")

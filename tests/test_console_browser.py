@@ -80,6 +80,7 @@ async def _seed(settings: Settings) -> None:
         await load_small_plan(ctx, acme.retailer_id, "A")
         await load_small_plan(ctx, globex.retailer_id, "G")
         await add_user(ctx, "ana@acme.test", ["acme"], password=PASSWORD)
+        await add_user(ctx, "amy@acme.test", ["acme"], password=PASSWORD)
         await add_user(ctx, "gus@globex.test", ["globex"], password=PASSWORD)
     finally:
         await ctx.engine.dispose()
@@ -334,4 +335,10 @@ def test_a_saved_reply_goes_into_the_reply_box_filled_in_and_is_sent(served, bro
         ],
         "the fake Twilio API to receive the reply with the saved text",
     )
+    # going home: Ana gives the conversation to Amy, who owns it now
+    page.locator("#assignee").select_option(label="amy@acme.test")
+    page.locator("#assign").click()
+    expect(page.locator(".alert.ok")).to_contain_text("Given to your colleague")
+    expect(page.locator("#conversation-owner")).to_have_text("amy@acme.test")
+    expect(page.locator("#thread")).to_contain_text("ana gave it to amy")
     agent.close()

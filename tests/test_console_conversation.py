@@ -18,6 +18,8 @@ from core.models import (
     Message,
     OutboxMessage,
     Owner,
+    Role,
+    User,
 )
 from tests.console_helpers import (
     add_user,
@@ -380,3 +382,72 @@ class TestActingOnTheDelivery:
             assert (
                 f"{booked.white_glove_start.isoformat()}|{booked.white_glove_end.isoformat()}" == windows[0]
             )
+
+
+class TestGivingAConversationToAColleague:
+    async def test_the_agent_handling_it_gives_it_to_a_colleague_who_then_owns_it(
+        self, client, ctx, acme_agent
+    ):
+        conversation = await seed_conversation(ctx, acme_agent.retailer_id, "A002", status="needs_person")
+        ana = await sign_in(client, "ana@acme.test")
+        await client.post(f"/console/conversations/{conversation}/take-over", data={"csrf_token": ana.csrf})
+        page = await client.get(f"/console/conversations/{conversation}")
+        (bob_id,) = re.findall(r'<option value="(\d+)">bob@acme.test</option>', page.text)
+        given = await client.post(
+            f"/console/conversations/{conversation}/assign",
+            data={"csrf_token": ana.csrf, "assignee_id": bob_id},
+        )
+        assert given.status_code == 303
+        async with ctx.uow() as uow:
+            row = await uow.session.get(Conversation, conversation)
+            assert (row.owner, row.assignee_id, row.status) == (Owner.agent, int(bob_id), "open")
+        page = await client.get(f"/console/conversations/{conversation}")
+        assert "ana gave it to bob" in page.text and 'id="assign"' not in page.text  # no longer hers
+        await sign_in(client, "bob@acme.test")
+        page = await client.get(f"/console/conversations/{conversation}")
+        assert 'id="conversation-owner">you<' in page.text.replace("\n", "")
+
+    async def test_an_agent_not_handling_it_cannot_give_it_away_but_an_admin_can(
+        self, client, ctx, acme_agent
+    ):
+        conversation = await seed_conversation(ctx, acme_agent.retailer_id, "A002", status="needs_person")
+        await add_user(ctx, "rita@acme.test", ["acme"], role=Role.retailer_admin)
+        ana = await sign_in(client, "ana@acme.test")
+        await client.post(f"/console/conversations/{conversation}/take-over", data={"csrf_token": ana.csrf})
+        async with ctx.uow() as uow:
+            bob = (await uow.session.exec(select(User).where(User.email == "bob@acme.test"))).one()
+        bob_signed = await sign_in(client, "bob@acme.test")
+        refused = await client.post(
+            f"/console/conversations/{conversation}/assign",
+            data={"csrf_token": bob_signed.csrf, "assignee_id": str(bob.id)},
+        )
+        assert refused.status_code == 409 and "Only the agent handling this conversation" in refused.text
+        rita = await sign_in(client, "rita@acme.test")
+        given = await client.post(
+            f"/console/conversations/{conversation}/assign",
+            data={"csrf_token": rita.csrf, "assignee_id": str(bob.id)},
+        )
+        assert given.status_code == 303
+        async with ctx.uow() as uow:
+            assert (await uow.session.get(Conversation, conversation)).assignee_id == bob.id
+
+    async def test_only_someone_of_the_retailers_team_can_be_given_it(self, client, ctx, acme_agent, globex):
+        await add_user(ctx, "gus@globex.test", ["globex"])
+        conversation = await seed_conversation(ctx, acme_agent.retailer_id, "A002", status="needs_person")
+        async with ctx.uow() as uow:
+            gus = (await uow.session.exec(select(User).where(User.email == "gus@globex.test"))).one()
+        ana = await sign_in(client, "ana@acme.test")
+        await client.post(f"/console/conversations/{conversation}/take-over", data={"csrf_token": ana.csrf})
+        page = await client.get(f"/console/conversations/{conversation}")
+        assert "gus@globex.test" not in page.text
+        refused = await client.post(
+            f"/console/conversations/{conversation}/assign",
+            data={"csrf_token": ana.csrf, "assignee_id": str(gus.id)},
+        )
+        assert refused.status_code == 422 and "this retailer&#39;s team" in refused.text
+        gus_signed = await sign_in(client, "gus@globex.test")
+        hidden = await client.post(
+            f"/console/conversations/{conversation}/assign",
+            data={"csrf_token": gus_signed.csrf, "assignee_id": str(gus.id)},
+        )
+        assert hidden.status_code == 404

@@ -40,9 +40,10 @@ async def save(client, csrf: str, retailer_id: int, title: str, body: str):
 
 async def options_in_reply_box(client, conversation_id: int) -> dict[str, str]:
     page = await client.get(f"/console/conversations/{conversation_id}")
-    found = re.findall(
-        r'<option value="([^"]*)">([^<]+)</option>', page.text.split('id="saved-reply"', 1)[-1]
-    )
+    if 'id="saved-reply"' not in page.text:
+        return {}
+    select = page.text.split('id="saved-reply"', 1)[1].split("</select>", 1)[0]
+    found = re.findall(r'<option value="([^"]*)">([^<]+)</option>', select)
     return {html.unescape(title): html.unescape(text) for text, title in found if text}
 
 
