@@ -95,14 +95,7 @@ async def take_over(
     conversation = await _load(uow, conversation_id, retailer_ids)
     if conversation.owner == Owner.agent and conversation.assignee_id not in (None, user_id):
         raise NotTheAssignee(conversation_id)
-    conversation.owner = Owner.agent
-    conversation.assignee_id = user_id
-    conversation.status = ConversationStatus.open
-    conversation.updated_at = now or utcnow()
-    uow.session.add(conversation)
-    uow.record(TakenOver(conversation_id, conversation.retailer_id, user_id))
-    await uow.commit()
-    return conversation
+    return await _give_to_agent(uow, conversation, user_id, now)
 
 
 async def assign(
@@ -115,12 +108,18 @@ async def assign(
 ) -> Conversation:
     """Another agent owns the conversation from now on (who may hand it over is the console's rule)."""
     conversation = await _load(uow, conversation_id, retailer_ids)
+    return await _give_to_agent(uow, conversation, assignee_id, now)
+
+
+async def _give_to_agent(
+    uow: UnitOfWork, conversation: Conversation, user_id: int, now: datetime | None
+) -> Conversation:
     conversation.owner = Owner.agent
-    conversation.assignee_id = assignee_id
+    conversation.assignee_id = user_id
     conversation.status = ConversationStatus.open
     conversation.updated_at = now or utcnow()
     uow.session.add(conversation)
-    uow.record(TakenOver(conversation_id, conversation.retailer_id, assignee_id))
+    uow.record(TakenOver(conversation.id or 0, conversation.retailer_id, user_id))
     await uow.commit()
     return conversation
 
