@@ -12,9 +12,11 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from console import live
 from console.auth import CurrentUser
-from console.pages import Ctx, Filters, context_data, conversation_or_404, inbox_rows, retailers_of
+from console.pages import Filters, context_data, conversation_or_404, inbox_rows
+from console.queries import retailers_of
 from console.rendering import templates
 from core.models import Role
+from core.web import Ctx
 
 
 def build_router() -> APIRouter:
@@ -26,7 +28,7 @@ def build_router() -> APIRouter:
     ) -> Response:
         async with ctx.uow() as uow:
             rows = await inbox_rows(uow, user, filters)
-            retailers = await retailers_of(uow, user)
+            retailers = await retailers_of(uow.session, user.retailer_ids)
         return templates.TemplateResponse(
             request,
             "_inbox_list.html",

@@ -413,6 +413,7 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[ConsoleUser]]:
 
 
 CurrentUser = Annotated[ConsoleUser, Depends(current_user)]
+AdminUser = Annotated[ConsoleUser, Depends(require_role(Role.retailer_admin))]  # and admins
 
 
 def _quote(path: str) -> str:

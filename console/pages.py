@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
-from sqlmodel import col, select
 
 from channels.media import (
     MAX_SEND_BYTES,
@@ -29,7 +28,7 @@ from channels.media import (
     outgoing_file,
 )
 from console import actions, dashboard, saved_replies
-from console.auth import ConsoleUser, CurrentUser, require_role
+from console.auth import AdminUser, ConsoleUser, CurrentUser
 from console.pictures import MapPoint, map_svg, timeline_from_plan, timeline_svg
 from console.queries import (
     ConversationView,
@@ -41,22 +40,21 @@ from console.queries import (
     describe_change,
     inbox,
     load_conversation,
+    retailers_of,
     visible_message,
 )
 from console.rendering import templates
 from core.context import AppContext
 from core.db import UnitOfWork
 from core.logging import get_logger
-from core.models import Channel, Delivery, Owner, Retailer, Role, RoutePlan
-from core.web import get_ctx
+from core.models import Channel, Delivery, Owner, Role, RoutePlan
+from core.web import Ctx
 from scheduling import service
 from scheduling.repository import load_plan
 from scheduling.service import PickupOption, SchedulingError, WindowOffer
 
 log = get_logger("doorstep.console")
 
-Ctx = Annotated[AppContext, Depends(get_ctx)]
-AdminUser = Annotated[ConsoleUser, Depends(require_role(Role.retailer_admin))]
 
 DONE_MESSAGES = {
     "taken_over": "You own this conversation: the bot is silent until you hand back.",
@@ -105,18 +103,6 @@ def filter_params(
 
 
 Filters = Annotated[InboxFilters, Depends(filter_params)]
-
-
-async def retailers_of(uow: UnitOfWork, user: ConsoleUser) -> list[Retailer]:
-    return list(
-        (
-            await uow.session.exec(
-                select(Retailer)
-                .where(col(Retailer.id).in_(sorted(user.retailer_ids)))
-                .order_by(col(Retailer.name))
-            )
-        ).all()
-    )
 
 
 async def inbox_rows(uow: UnitOfWork, user: ConsoleUser, filters: InboxFilters) -> list[InboxRow]:
@@ -230,7 +216,7 @@ async def conversation_data(
     async with ctx.uow() as uow:
         view = await conversation_or_404(uow, user, conversation_id, now, delivery_id)
         rows = await inbox_rows(uow, user, filters)
-        retailers = await retailers_of(uow, user)
+        retailers = await retailers_of(uow.session, user.retailer_ids)
         context = await context_data(uow, view.delivery, now, alternatives) if view.delivery else None
         offered_replies = await saved_replies.offered(uow.session, view, user)
         may_assign = (
@@ -267,7 +253,7 @@ def build_router() -> APIRouter:
     async def inbox_page(request: Request, ctx: Ctx, user: CurrentUser, filters: Filters) -> Response:
         async with ctx.uow() as uow:
             rows = await inbox_rows(uow, user, filters)
-            retailers = await retailers_of(uow, user)
+            retailers = await retailers_of(uow.session, user.retailer_ids)
         return templates.TemplateResponse(
             request,
             "inbox.html",
@@ -611,7 +597,7 @@ def build_router() -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such retailer")
         ids = frozenset({retailer_id}) if retailer_id is not None else user.retailer_ids
         async with ctx.uow() as uow:
-            retailers = await retailers_of(uow, user)
+            retailers = await retailers_of(uow.session, user.retailer_ids)
             figures = await dashboard.daily_figures(uow.session, ids, days=days, now=ctx.clock())
         return templates.TemplateResponse(
             request,

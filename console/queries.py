@@ -362,6 +362,19 @@ class ConversationView:
     whatsapp_window_closes: datetime | None
 
 
+async def retailers_of(session: AsyncSession, retailer_ids: Collection[int]) -> list[Retailer]:
+    """The retailers of these ids, by name (the ones a console user may see)."""
+    return list(
+        (
+            await session.exec(
+                select(Retailer)
+                .where(col(Retailer.id).in_(sorted(retailer_ids)))
+                .order_by(col(Retailer.name))
+            )
+        ).all()
+    )
+
+
 async def visible_message(
     session: AsyncSession,
     conversation_id: int,

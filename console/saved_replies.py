@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from console.auth import ConsoleUser, require_role
-from console.queries import ConversationView
+from console.auth import AdminUser, ConsoleUser
+from console.queries import ConversationView, retailers_of
 from console.rendering import templates
 from core.context import AppContext
 from core.logging import get_logger
-from core.models import Channel, Retailer, Role, SavedReply
-from core.web import get_ctx
+from core.models import Channel, SavedReply
+from core.web import Ctx
 from notifications.templates import TemplateProblem, format_window, render_source
 
 log = get_logger("doorstep.console")
@@ -41,9 +41,6 @@ SAMPLE = {
     "brand": "Maple Home",
     "agent_name": "Jordan",
 }
-
-Ctx = Annotated[AppContext, Depends(get_ctx)]
-AdminUser = Annotated[ConsoleUser, Depends(require_role(Role.retailer_admin, Role.admin))]
 
 
 class SavedReplyRefused(ValueError):
@@ -121,13 +118,7 @@ def build_router() -> APIRouter:
         request: Request, ctx: AppContext, user: ConsoleUser, error: str = "", code: int = 200
     ) -> Response:
         async with ctx.uow() as uow:
-            retailers = (
-                await uow.session.exec(
-                    select(Retailer)
-                    .where(col(Retailer.id).in_(sorted(user.retailer_ids)))
-                    .order_by(col(Retailer.name))
-                )
-            ).all()
+            retailers = await retailers_of(uow.session, user.retailer_ids)
             saved = (
                 await uow.session.exec(
                     select(SavedReply)
