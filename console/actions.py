@@ -176,14 +176,19 @@ async def colleagues(uow: UnitOfWork, conversation: Conversation) -> list[User]:
     )
 
 
+def may_give_away(user: ConsoleUser, conversation: Conversation) -> bool:
+    """The agent handling the conversation may give it to a colleague; a retailer admin may any."""
+    handling = conversation.owner == Owner.agent and conversation.assignee_id == user.id
+    return handling or user.role != Role.agent
+
+
 async def assign(ctx: AppContext, user: ConsoleUser, conversation_id: int, assignee_id: int) -> None:
     """Give the conversation to a colleague: its agent hands it over, or a retailer admin reassigns it
     (an agent going home, a French speaker needed); the new agent owns it, the bot stays silent."""
     now = ctx.clock()
     async with ctx.uow() as uow:
         conversation = await _conversation(uow, user, conversation_id)
-        mine = conversation.owner == Owner.agent and conversation.assignee_id == user.id
-        if not mine and user.role == Role.agent:
+        if not may_give_away(user, conversation):
             raise ActionRefused(
                 "Only the agent handling this conversation, or an admin, can give it to someone."
             )

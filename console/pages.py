@@ -47,7 +47,7 @@ from console.rendering import templates
 from core.context import AppContext
 from core.db import UnitOfWork
 from core.logging import get_logger
-from core.models import Channel, Delivery, Owner, Role, RoutePlan
+from core.models import Channel, Delivery, Role, RoutePlan
 from core.web import Ctx
 from scheduling import service
 from scheduling.repository import load_plan
@@ -219,15 +219,15 @@ async def conversation_data(
         retailers = await retailers_of(uow.session, user.retailer_ids)
         context = await context_data(uow, view.delivery, now, alternatives) if view.delivery else None
         offered_replies = await saved_replies.offered(uow.session, view, user)
-        may_assign = (
-            view.conversation.owner == Owner.agent and view.conversation.assignee_id == user.id
-        ) or (user.role != Role.agent)
-        team = [
-            u
-            for u in await actions.colleagues(uow, view.conversation)
-            if u.id != view.conversation.assignee_id
-        ]
-        assignable = team if may_assign else []
+        assignable = (
+            [
+                u
+                for u in await actions.colleagues(uow, view.conversation)
+                if u.id != view.conversation.assignee_id
+            ]
+            if actions.may_give_away(user, view.conversation)
+            else []
+        )
     blocker = actions.reply_blocker(view.conversation, view.recipient, now)
     return {
         "view": view,
