@@ -297,6 +297,17 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete now what the retention policy no longer keeps (the leader does it daily)."""
+    from core.retention import purge_expired
+
+    async def work(ctx: AppContext) -> dict[str, int]:
+        return (await purge_expired(ctx)).counts
+
+    print(json.dumps(asyncio.run(_with_context(settings, work))))
+    return 0
+
+
 def cmd_telegram_polling(args: argparse.Namespace, settings: Settings) -> int:
     from channels.telegram_bot import TelegramOff, run_polling
 
@@ -345,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--retailer", required=True)
     imp.set_defaults(func=cmd_import_plan)
+
+    purge = sub.add_parser("purge", help="delete now what the retention policy no longer keeps")
+    purge.set_defaults(func=cmd_purge)
 
     polling = sub.add_parser("telegram-polling", help="development: pull Telegram updates (no webhook)")
     polling.set_defaults(func=cmd_telegram_polling)

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     leader_retry_seconds: float = 2.0  # how often a follower tries the scheduler lock: the fail-over time
     tracking_guess_limit: int = 5  # wrong tracking/postal-code pairs a sender may give per window
     tracking_guess_window_seconds: float = 3600.0
+    # what is kept and for how long (core/retention.py); the purge runs daily in the scheduler's leader
+    retention_days: int = Field(default=180, ge=0)  # silent conversations, their messages, notifications
+    retention_receipt_days: int = Field(default=7, ge=2)  # handled webhooks' ids (refuse a retry)
+    retention_hour_utc: int = Field(default=3, ge=0, le=23)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

@@ -383,7 +383,8 @@ class Message(SQLModel, table=True):
     attachments: list[dict[str, str]] = json_column(empty_list, server_default="[]")
     internal_note: bool = False
     provider_id: str | None = Field(default=None, max_length=64)  # inbound: MessageSid / update id
-    outbox_id: int | None = Field(default=None, foreign_key="outboxmessage.id")
+    # indexed for the retention purge: deleting outbox rows checks this foreign key row by row
+    outbox_id: int | None = Field(default=None, foreign_key="outboxmessage.id", index=True)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -412,7 +413,7 @@ class Notification(SQLModel, table=True):
     due_at: datetime = Field(index=True)
     status: str = Field(default="scheduled", max_length=16)  # scheduled, sent, suppressed, cancelled
     channel: str | None = Field(default=None, max_length=16)
-    outbox_id: int | None = Field(default=None, foreign_key="outboxmessage.id")
+    outbox_id: int | None = Field(default=None, foreign_key="outboxmessage.id", index=True)
     context: dict[str, Any] = json_column()
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -74,6 +74,12 @@ class Metrics:
             "Scheduling events committed whose notifications are not planned yet (the sweeper plans them)",
             registry=r,
         )
+        self.retention_deleted = Counter(
+            "doorstep_retention_deleted_total",
+            "Rows the retention purge deleted (core/retention.py)",
+            ["kind"],
+            registry=r,
+        )
         self.scheduler_lag = Gauge(
             "doorstep_scheduler_lag_seconds", "How late the last timed job fired", registry=r
         )

@@ -11,6 +11,9 @@ but never handled (kept events, core/events.py: a process died after a change's 
 any due notification whose job was never added: those planned in a process that is not the leader
 (see core/leader.py), or while the scheduler was off. The Notification rows are the truth; the job
 store is how they fire on time.
+
+The same scheduler runs the daily retention purge (core/retention.py) at `RETENTION_HOUR_UTC`: the
+leader's timed jobs all live here, so each fires once across processes.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from core.context import AppContext
 from core.db import make_sync_engine
 from core.leader import Leadership
 from core.logging import get_logger
+from core.retention import purge_expired
 from notifications.outreach import fire_notifications, make_event_handler, replay_kept_events
 
 log = get_logger("doorstep.notifications.scheduler")
@@ -41,6 +45,7 @@ JOB_TABLE = "apscheduler_jobs"
 SWEEP_SECONDS = 30
 SWEEP_BATCH = 1000
 SWEEP_JOB = "notifications:sweep"
+RETENTION_JOB = "retention:daily"
 STOP_GRACE_SECONDS = 30.0
 MISFIRE_GRACE_SECONDS = 12 * 3600  # a job late by more (app down half a day) is left to the sweeper
 _context: AppContext | None = None  # the app whose jobs run in this process (set while leading)
@@ -101,6 +106,13 @@ async def sweep_due_notifications() -> int:
                 return handled
 
 
+async def purge_expired_data() -> None:
+    """The daily job: delete what the retention policy no longer keeps."""
+    ctx = _bound_context()
+    with _tracked(RETENTION_JOB):
+        await purge_expired(ctx)
+
+
 def job_store_url(database_url: str) -> str:
     """Where the timed jobs persist: the app's PostgreSQL database, or a SQLite file beside the app's.
 
@@ -156,6 +168,14 @@ class ApsNotificationScheduler:
             id=SWEEP_JOB,
             replace_existing=True,
             next_run_time=datetime.now(UTC) + timedelta(seconds=self.first_sweep_after),
+        )
+        scheduler.add_job(
+            purge_expired_data,
+            trigger="cron",
+            hour=self.ctx.settings.retention_hour_utc,
+            minute=0,
+            id=RETENTION_JOB,
+            replace_existing=True,
         )
         self._scheduler = scheduler
         log.info("notifications_scheduler_started")
