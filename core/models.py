@@ -343,9 +343,17 @@ class KeptEvent(SQLModel, table=True):
 
 
 class Conversation(SQLModel, table=True):
-    """One conversation per sender address, channel and the service number they wrote to."""
+    """One conversation per sender address, channel and the service number they wrote to.
 
-    __table_args__ = (UniqueConstraint("channel", "address", "service_address"),)
+    Ids are never reused, on SQLite too (AUTOINCREMENT): the dialog state in Redis and the console's
+    links are keyed by the id, which must not lead to someone else's conversation once the retention
+    purge deleted the newest one.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("channel", "address", "service_address"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     channel: Channel

@@ -157,10 +157,13 @@ class TestConversations:
         await load_small_plan(ctx, acme.retailer_id)
         await talking(ctx, ADA, OLD).say("where is my parcel")
         await mark_sent(ctx)
+        before = await conversation_of(ctx, ADA)
         await purge_expired(ctx, policy=POLICY)
         assert "T001" in await talking(ctx, ADA, NOW).say("where is my parcel")
         after = await conversation_of(ctx, ADA)
-        assert after is not None and after.created_at == NOW  # a new one (SQLite may reuse the id)
+        assert after is not None and after.created_at == NOW
+        # a new id, on SQLite too: the old one keyed the dialog in Redis and the console's links
+        assert before is not None and after.id != before.id
         assert await count(ctx, Message, Message.conversation_id == after.id) == 2
 
     async def test_many_conversations_go_in_batches(self, at_now, acme):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 11:29:25.138996
+Create Date: 2026-12-06 11:48:47.252375
 """
 
 from collections.abc import Sequence
@@ -439,6 +439,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("channel", "address", "service_address"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("conversation", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_conversation_recipient_id"), ["recipient_id"], unique=False)
