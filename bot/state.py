@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from core.db import UnitOfWork
@@ -37,6 +38,9 @@ class StateStore(Protocol):
 
     async def save(self, uow: UnitOfWork, conversation: Conversation, state: DialogState) -> None: ...
 
+    async def forget(self, dialogs: Sequence[tuple[int, int]]) -> None:
+        """Drop the dialogs of deleted conversations, given as (conversation id, generation)."""
+
     async def close(self) -> None: ...
 
 
@@ -49,6 +53,9 @@ class DatabaseStateStore:
     async def save(self, uow: UnitOfWork, conversation: Conversation, state: DialogState) -> None:
         conversation.state = {"generation": generation(conversation), "dialog": dict(state)}
         uow.session.add(conversation)
+
+    async def forget(self, dialogs: Sequence[tuple[int, int]]) -> None:
+        return None  # they went with their rows
 
     async def close(self) -> None:
         return None
@@ -76,7 +83,19 @@ class RedisStateStore:
         return cls(Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0), **kwargs)
 
     def key(self, conversation: Conversation) -> str:
-        return f"{self._prefix}:{conversation.id}:{generation(conversation)}"
+        return self._key(conversation.id or 0, generation(conversation))
+
+    def _key(self, conversation_id: int, dialog_generation: int) -> str:
+        return f"{self._prefix}:{conversation_id}:{dialog_generation}"
+
+    async def forget(self, dialogs: Sequence[tuple[int, int]]) -> None:
+        """Deleted at once; while Redis does not answer they expire with the rest (`ttl_seconds`)."""
+        if not dialogs:
+            return
+        try:
+            await self._redis.delete(*(self._key(cid, gen) for cid, gen in dialogs))
+        except REDIS_ERRORS as exc:
+            log.warning("dialog_state_not_forgotten", dialogs=len(dialogs), error=type(exc).__name__)
 
     async def load(self, uow: UnitOfWork, conversation: Conversation) -> DialogState:
         kept = dict(conversation.state.get("dialog") or {})

@@ -168,7 +168,7 @@ def _notifications(ctx: AppContext, cutoff: datetime, size: int) -> Awaitable[tu
 
 
 async def _conversations(ctx: AppContext, cutoff: datetime, size: int) -> tuple[dict[str, int], bool]:
-    """Silent conversations with everything that hangs on them, children first (foreign keys)."""
+    """Silent conversations with everything that hangs on them."""
     waiting = exists().where(
         col(OutboxMessage.conversation_id) == col(Conversation.id), col(OutboxMessage.status).in_(UNSENT)
     )
@@ -184,14 +184,21 @@ async def _conversations(ctx: AppContext, cutoff: datetime, size: int) -> tuple[
         ids: Sequence[int | None] = list((await connection.execute(silent)).scalars())
         if not ids:
             return {}, False
-        their_outbox = select(col(OutboxMessage.id)).where(col(OutboxMessage.conversation_id).in_(ids))
-        await connection.execute(
-            update(Notification).where(col(Notification.outbox_id).in_(their_outbox)).values(outbox_id=None)
-        )
-        counts = {}
-        for kind, model in (("messages", Message), ("outbox", OutboxMessage), ("files", OutgoingFile)):
-            result = await connection.execute(delete(model).where(col(model.conversation_id).in_(ids)))
-            counts[kind] = int(result.rowcount or 0)
-        counts["conversations"] = await _delete_ids(connection, Conversation, ids)
+        counts = await delete_conversations(connection, ids)
         await uow.commit()
     return counts, len(ids) == size
+
+
+async def delete_conversations(connection: AsyncConnection, ids: Sequence[int | None]) -> dict[str, int]:
+    """Delete conversations with their messages, outbox rows and agents' files, children first
+    (foreign keys); a notification keeps its row without its link to the outbox row that went."""
+    their_outbox = select(col(OutboxMessage.id)).where(col(OutboxMessage.conversation_id).in_(ids))
+    await connection.execute(
+        update(Notification).where(col(Notification.outbox_id).in_(their_outbox)).values(outbox_id=None)
+    )
+    counts = {}
+    for kind, model in (("messages", Message), ("outbox", OutboxMessage), ("files", OutgoingFile)):
+        result = await connection.execute(delete(model).where(col(model.conversation_id).in_(ids)))
+        counts[kind] = int(result.rowcount or 0)
+    counts["conversations"] = await _delete_ids(connection, Conversation, ids)
+    return counts

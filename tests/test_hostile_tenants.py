@@ -123,6 +123,7 @@ async def seed_acme(ctx, client, acme) -> Seeded:
             "template_id": await ids(Template, Template.retailer_id == rid),
             "change_id": await ids(ChangeLog, ChangeLog.retailer_id == rid),
             "postal_code": [d.postal_code for d in deliveries],
+            "phone": [r.phone for r in recipients if r.phone],
             "day": [plan["date"]],
             "date": [plan["date"]],
         }

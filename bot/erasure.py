@@ -1,0 +1,244 @@
+"""Erasure on request: a retailer has Doorstep forget one of its recipients.
+
+People may ask a retailer to delete what it holds about them (PIPEDA's withdrawal of consent, GDPR's
+article 17). `POST /api/v1/recipients/erase` with their phone number does it for what Doorstep
+holds, at once rather than after the retention period (core/retention.py):
+
+- the retailer's conversations with them (by recipient, or by their phone number or Telegram chat
+  on the retailer's side), with every message, outbox row (those not yet sent are never sent),
+  agents' file and dialog state, in the database and in Redis;
+- on their deliveries: address, postal code, instructions, proof of delivery, failure reason and the
+  Telegram link token cleared, the location rounded to two decimals (about a kilometre: the past
+  route keeps its shape, the door is gone), and the instructions in the change log;
+- their notifications' contexts, and those still scheduled cancelled;
+- the recipient: name, phone, Telegram chat, consents and preferred channel.
+
+Refused with 409 while one of their deliveries is still under way (the driver needs the address):
+the answer names them, to cancel or to erase once delivered. A conversation the shared number now
+holds for another retailer is that retailer's, and stays. The change log's entries stay (each
+retailer's audit trail), without instructions; what was erased is logged by count only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, or_, update
+from sqlmodel import col, select
+
+from core.context import AppContext
+from core.db import UnitOfWork
+from core.logging import get_logger
+from core.models import (
+    ChangeLog,
+    Conversation,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    Notification,
+    OutboxMessage,
+    Recipient,
+)
+from core.phones import InvalidPhone, to_e164
+from core.retention import delete_conversations
+from core.web import Ctx, CurrentRetailer, Uow
+
+log = get_logger("doorstep.bot.erasure")
+
+FINISHED = frozenset({DeliveryStatus.delivered, DeliveryStatus.picked_up, DeliveryStatus.cancelled})
+
+
+class RecipientUnknown(LookupError):
+    pass
+
+
+class DeliveriesUnderWay(Exception):
+    def __init__(self, trackings: Sequence[str]) -> None:
+        super().__init__(", ".join(trackings))
+        self.trackings = list(trackings)
+
+
+@dataclass
+class Erased:
+    recipients: int = 0
+    deliveries: int = 0
+    notifications_cancelled: int = 0
+    deleted: dict[str, int] = field(default_factory=dict)
+    # (conversation id, dialog generation) of each conversation deleted: their dialog keys in Redis
+    dialogs: list[tuple[int, int]] = field(default_factory=list)
+
+
+async def erase_recipient(uow: UnitOfWork, retailer_id: int, phone: str, now: datetime) -> Erased:
+    """Erase what this retailer's recipients with this phone number left in Doorstep; not committed."""
+    session = uow.session
+    recipients = (
+        await session.exec(
+            select(Recipient)
+            .where(Recipient.retailer_id == retailer_id, Recipient.phone == phone)
+            .with_for_update()
+        )
+    ).all()
+    if not recipients:
+        raise RecipientUnknown(phone)
+    recipient_ids = [r.id for r in recipients]
+    deliveries = (
+        await session.exec(
+            select(Delivery)
+            .where(Delivery.retailer_id == retailer_id, col(Delivery.recipient_id).in_(recipient_ids))
+            .with_for_update()
+        )
+    ).all()
+    under_way = sorted(d.tracking for d in deliveries if d.status not in FINISHED)
+    if under_way:
+        raise DeliveriesUnderWay(under_way)
+    erased = Erased(recipients=len(recipients), deliveries=len(deliveries))
+
+    addresses = {phone, *(str(r.telegram_chat_id) for r in recipients if r.telegram_chat_id is not None)}
+    theirs = (
+        await session.exec(
+            select(Conversation.id, Conversation.state)
+            .where(
+                Conversation.retailer_id == retailer_id,
+                or_(
+                    col(Conversation.recipient_id).in_(recipient_ids),
+                    col(Conversation.address).in_(addresses),
+                ),
+            )
+            .with_for_update()
+        )
+    ).all()
+    erased.dialogs = [(cid or 0, int((state or {}).get("generation", 0))) for cid, state in theirs]
+    connection = await session.connection()
+    erased.deleted = await delete_conversations(connection, [cid for cid, _ in theirs])
+    erased.deleted["outbox"] += await _outbox_of(connection, retailer_id, recipient_ids)
+
+    delivery_ids = [d.id for d in deliveries]
+    if delivery_ids:
+        notes = col(Notification.delivery_id).in_(delivery_ids)
+        cancelled = await connection.execute(
+            update(Notification)
+            .where(notes, col(Notification.status) == "scheduled")
+            .values(status="cancelled")
+        )
+        erased.notifications_cancelled = int(cancelled.rowcount or 0)
+        await connection.execute(update(Notification).where(notes).values(context={}))
+        await _forget_changes(uow, delivery_ids)
+    for delivery in deliveries:
+        delivery.address = delivery.postal_code = delivery.instructions = delivery.failure_reason = ""
+        delivery.proof = {}
+        delivery.telegram_link_token = None
+        delivery.lon, delivery.lat = round(delivery.lon, 2), round(delivery.lat, 2)
+        delivery.updated_at = now
+        session.add(delivery)
+    for recipient in recipients:
+        recipient.name = ""
+        recipient.phone = None
+        recipient.telegram_chat_id = None
+        recipient.channel_consent = {}
+        recipient.preferred_channel = None
+        recipient.whatsapp_last_inbound_at = None
+        session.add(recipient)
+    return erased
+
+
+async def _outbox_of(connection: Any, retailer_id: int, recipient_ids: list[int | None]) -> int:
+    """The retailer's outbox rows to these recipients that no deleted conversation took along."""
+    rows = select(col(OutboxMessage.id)).where(
+        col(OutboxMessage.retailer_id) == retailer_id, col(OutboxMessage.recipient_id).in_(recipient_ids)
+    )
+    ids = list((await connection.execute(rows)).scalars())
+    if not ids:
+        return 0
+    for model in (Notification, Message):
+        await connection.execute(update(model).where(col(model.outbox_id).in_(ids)).values(outbox_id=None))
+    result = await connection.execute(delete(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
+    return int(result.rowcount or 0)
+
+
+async def _forget_changes(uow: UnitOfWork, delivery_ids: list[int | None]) -> None:
+    """The change log keeps what changed and when, not the instructions people wrote."""
+    entries = (
+        await uow.session.exec(select(ChangeLog).where(col(ChangeLog.delivery_id).in_(delivery_ids)))
+    ).all()
+    for entry in entries:
+        for side in ("before", "after"):
+            values = getattr(entry, side)
+            if isinstance(values, dict) and values.get("instructions"):
+                setattr(entry, side, {**values, "instructions": ""})
+                uow.session.add(entry)
+
+
+async def forget_dialogs(ctx: AppContext, dialogs: Sequence[tuple[int, int]]) -> None:
+    """Drop the deleted conversations' dialog states from the engine's store (Redis keeps its own)."""
+    engine = ctx.components.get("engine")
+    if engine is not None and dialogs:
+        await engine.state_store.forget(dialogs)
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+
+class ErasureRequest(BaseModel):
+    phone: str = Field(
+        min_length=3, max_length=32, description="The recipient's phone number", examples=["+14165550123"]
+    )
+
+
+class ErasureResult(BaseModel):
+    recipients: int = Field(description="recipients of this retailer with that phone number, now erased")
+    deliveries: int = Field(description="their deliveries, cleared of address, instructions and proof")
+    conversations: int
+    messages: int
+    outbox: int = Field(description="outbox rows deleted (those not yet sent will not be)")
+    files: int = Field(description="pictures and PDFs agents had sent them")
+    notifications_cancelled: int
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["recipients"])
+
+    @router.post(
+        "/recipients/erase",
+        responses={
+            404: {"description": "no recipient of this retailer has this phone number"},
+            409: {"description": "a delivery of theirs is still under way (named in the answer)"},
+        },
+    )
+    async def erase(body: ErasureRequest, retailer: CurrentRetailer, uow: Uow, ctx: Ctx) -> ErasureResult:
+        """Erase a recipient's personal data and conversations now (a person's erasure request)."""
+        try:
+            phone = to_e164(body.phone)
+        except InvalidPhone as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        try:
+            erased = await erase_recipient(uow, retailer.id or 0, phone, ctx.clock())
+        except RecipientUnknown:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no recipient with this phone number") from None
+        except DeliveriesUnderWay as exc:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                {
+                    "message": "deliveries still under way: erase once they are delivered or cancelled",
+                    "trackings": exc.trackings,
+                },
+            ) from None
+        await uow.commit()
+        await forget_dialogs(ctx, erased.dialogs)
+        deleted = erased.deleted
+        log.info("recipient_erased", retailer_id=retailer.id, recipients=erased.recipients, **deleted)
+        return ErasureResult(
+            recipients=erased.recipients,
+            deliveries=erased.deliveries,
+            conversations=deleted.get("conversations", 0),
+            messages=deleted.get("messages", 0),
+            outbox=deleted.get("outbox", 0),
+            files=deleted.get("files", 0),
+            notifications_cancelled=erased.notifications_cancelled,
+        )
+
+    return router
