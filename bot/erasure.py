@@ -8,8 +8,9 @@ holds, at once rather than after the retention period (core/retention.py):
   on the retailer's side), with every message, outbox row (those not yet sent are never sent),
   agents' file and dialog state, in the database and in Redis;
 - on their deliveries: address, postal code, instructions, proof of delivery, failure reason and the
-  Telegram link token cleared, the location rounded to two decimals (about a kilometre: the past
-  route keeps its shape, the door is gone), and the instructions in the change log;
+  Telegram link token cleared, and the instructions in the change log; the location of a past day's
+  delivery rounded to two decimals (about a kilometre: the route keeps its shape, the door is gone),
+  today's kept while the day's routes are computed from it;
 - their notifications' contexts, and those still scheduled cancelled;
 - the recipient: name, phone, Telegram chat, consents and preferred channel.
 
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
@@ -132,7 +134,9 @@ async def erase_recipient(uow: UnitOfWork, retailer_id: int, phone: str, now: da
         delivery.address = delivery.postal_code = delivery.instructions = delivery.failure_reason = ""
         delivery.proof = {}
         delivery.telegram_link_token = None
-        delivery.lon, delivery.lat = round(delivery.lon, 2), round(delivery.lat, 2)
+        if delivery.day < now.astimezone(ZoneInfo(delivery.timezone)).date():
+            # a day still running computes its routes from every stop's place, done ones included
+            delivery.lon, delivery.lat = round(delivery.lon, 2), round(delivery.lat, 2)
         delivery.updated_at = now
         session.add(delivery)
     for recipient in recipients:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
@@ -28,6 +31,11 @@ ADA = "+14165550101"  # T001 in the small plan
 BEA = "+14165550102"  # T002
 ADA_CHAT = 7_700_101
 ERASE = "/api/v1/recipients/erase"
+
+
+@pytest.fixture(autouse=True)
+def before_the_plans_day(ctx):
+    ctx.clock = lambda: NOW
 
 
 def chat(ctx, sender: str = ADA) -> Chat:
@@ -138,6 +146,14 @@ async def globex_notice_in_acmes_conversation(ctx, globex_id: int) -> int:
         return notice.id or 0
 
 
+async def precise_place(ctx, tracking: str) -> None:
+    async with ctx.uow() as uow:
+        await uow.session.exec(
+            update(Delivery).where(col(Delivery.tracking) == tracking).values(lon=-79.40123, lat=43.66789)  # type: ignore[call-overload]
+        )
+        await uow.commit()
+
+
 class TestErasure:
     async def test_a_recipient_whose_parcel_came_is_forgotten(self, client, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)
@@ -148,6 +164,7 @@ class TestErasure:
             "/api/v1/deliveries/T001/instructions", json={"instructions": "Code 4321"}, headers=acme.headers
         )
         await set_status(ctx, "T001", DeliveryStatus.delivered)
+        await precise_place(ctx, "T001")
         ada = await delivery(ctx, "T001")
         scheduled = await count(
             ctx, Notification, Notification.delivery_id == ada.id, Notification.status == "scheduled"
@@ -180,7 +197,7 @@ class TestErasure:
         erased = await delivery(ctx, "T001")
         assert (erased.address, erased.postal_code, erased.instructions, erased.proof) == ("", "", "", {})
         assert erased.telegram_link_token is None
-        assert (erased.lon, erased.lat) == (-79.4, 43.66)
+        assert (erased.lon, erased.lat) == (-79.40123, 43.66789)  # its day's routes still use it
         assert erased.status == DeliveryStatus.delivered and erased.tracking == "T001"
         assert await count(ctx, Conversation, col(Conversation.address).in_([ADA, str(ADA_CHAT)])) == 0
         assert await count(ctx, Conversation, Conversation.id == telegram_id) == 0
@@ -192,6 +209,15 @@ class TestErasure:
         # and the same request again finds no one
         again = await client.post(ERASE, json={"phone": ADA}, headers=acme.headers)
         assert again.status_code == 404
+
+    async def test_a_past_days_delivery_keeps_only_a_rounded_place(self, client, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        await set_status(ctx, "T001", DeliveryStatus.delivered)
+        await precise_place(ctx, "T001")
+        ctx.clock = lambda: NOW + timedelta(days=2)  # the plan's day (Dec 3) is over
+        assert (await client.post(ERASE, json={"phone": ADA}, headers=acme.headers)).status_code == 200
+        erased = await delivery(ctx, "T001")
+        assert (erased.lon, erased.lat) == (-79.4, 43.67)
 
     async def test_a_recipient_writing_after_the_erasure_is_a_stranger(self, client, ctx, acme):
         await load_small_plan(ctx, acme.retailer_id)
