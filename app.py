@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import col, func, select
 
 from bot.engine import start_engine
-from bot.erasure import build_router as build_erasure_router
+from bot.privacy import build_router as build_privacy_router
 from channels.media import MAX_SEND_BYTES, build_media_router
 from channels.outbox_worker import install as install_outbox
 from channels.sandbox import install as install_sandbox
@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         return RedirectResponse("/sandbox" if sandbox_enabled(settings) else "/docs")
 
     app.include_router(scheduling_api.build_router())
-    app.include_router(build_erasure_router())
+    app.include_router(build_privacy_router())
     app.state.starters.append(start_change_webhooks)
     install_console(app)
     install_twilio(app)

@@ -1,4 +1,4 @@
-"""Erasure on request (bot/erasure.py): a retailer has Doorstep forget one of its recipients."""
+"""A person's requests about their data (bot/privacy.py): a retailer exports it, or has it erased."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ ADA = "+14165550101"  # T001 in the small plan
 BEA = "+14165550102"  # T002
 ADA_CHAT = 7_700_101
 ERASE = "/api/v1/recipients/erase"
+EXPORT = "/api/v1/recipients/export"
 
 
 @pytest.fixture(autouse=True)
@@ -288,6 +289,51 @@ class TestErasure:
         )
         assert (await delivery(ctx, "T001")).address == "1 Queen St W, Toronto"
         assert (await delivery(ctx, "G001")).address == ""
+
+
+class TestExport:
+    async def test_everything_held_about_a_person_comes_back_in_one_answer(self, client, ctx, acme):
+        await load_small_plan(ctx, acme.retailer_id)
+        await chat(ctx).say("where is my parcel")
+        await chat(ctx, BEA).say("where is my parcel")
+        await ada_on_telegram_and_with_a_file(ctx, acme.retailer_id)
+        await client.put(
+            "/api/v1/deliveries/T001/instructions", json={"instructions": "Code 4321"}, headers=acme.headers
+        )
+        response = await client.post(EXPORT, json={"phone": "416-555-0101"}, headers=acme.headers)
+        assert response.status_code == 200, response.text
+        data = response.json()
+        assert [(r["name"], r["phone"], r["telegram_chat_id"]) for r in data["recipients"]] == [
+            ("Recipient 1", ADA, ADA_CHAT)
+        ]
+        [parcel] = data["deliveries"]
+        assert (parcel["tracking"], parcel["address"], parcel["instructions"]) == (
+            "T001",
+            "1 Queen St W, Toronto",
+            "Code 4321",
+        )
+        assert data["notifications"] and {n["tracking"] for n in data["notifications"]} == {"T001"}
+        channels = [(c["channel"], c["address"]) for c in data["conversations"]]
+        assert channels == [("sms", ADA), ("telegram", str(ADA_CHAT))]
+        sms = data["conversations"][0]["messages"]
+        assert (sms[0]["author"], sms[0]["text"]) == ("recipient", "where is my parcel")
+        assert any("T001" in m["text"] and m["author"] == "bot" for m in sms)
+        assert data["conversations"][1]["messages"][0]["text"] == "I live at 1 Queen St W"
+        assert BEA not in response.text and "T002" not in response.text
+
+    async def test_another_retailer_gets_only_its_own_and_an_erased_person_is_unknown(
+        self, client, ctx, acme, globex
+    ):
+        await load_small_plan(ctx, acme.retailer_id)
+        await chat(ctx).say("where is my parcel")
+        assert (await client.post(EXPORT, json={"phone": ADA}, headers=globex.headers)).status_code == 404
+        await load_small_plan(ctx, globex.retailer_id, prefix="G")
+        theirs = (await client.post(EXPORT, json={"phone": ADA}, headers=globex.headers)).json()
+        assert [d["tracking"] for d in theirs["deliveries"]] == ["G001"] and theirs["conversations"] == []
+        await set_status(ctx, "T001", DeliveryStatus.delivered)
+        assert (await client.post(ERASE, json={"phone": ADA}, headers=acme.headers)).status_code == 200
+        assert (await client.post(EXPORT, json={"phone": ADA}, headers=acme.headers)).status_code == 404
+        assert (await client.post(EXPORT, json={"phone": "nobody"}, headers=acme.headers)).status_code == 422
 
 
 class TestDialogStates:

@@ -1,8 +1,17 @@
-"""Erasure on request: a retailer has Doorstep forget one of its recipients.
+"""A person's requests about their data, made to a retailer: to see it, and to have it erased.
 
-People may ask a retailer to delete what it holds about them (PIPEDA's withdrawal of consent, GDPR's
-article 17). `POST /api/v1/recipients/erase` with their phone number does it for what Doorstep
-holds, at once rather than after the retention period (core/retention.py):
+People may ask a retailer for what it holds about them (PIPEDA's access principle, GDPR's article
+15) or to delete it (PIPEDA's withdrawal of consent, GDPR's article 17). Both name the person by
+phone number, in a POST body rather than a URL (URLs end up in access logs), and reach what this
+retailer holds only: its recipients with that number, their deliveries, and the conversations the
+retailer has with them (by recipient, or by their phone number or Telegram chat on the retailer's
+side). A conversation the shared number now holds for another retailer is that retailer's.
+
+`POST /api/v1/recipients/export` answers with all of it as JSON: the recipients, deliveries,
+notifications and every message of those conversations, agents' internal notes marked as such.
+
+`POST /api/v1/recipients/erase` deletes it at once rather than after the retention period
+(core/retention.py):
 
 - the retailer's conversations with them (by recipient, or by their phone number or Telegram chat
   on the retailer's side), with every message, outbox row (those not yet sent are never sent),
@@ -15,8 +24,7 @@ holds, at once rather than after the retention period (core/retention.py):
 - the recipient: name, phone, Telegram chat, consents and preferred channel.
 
 Refused with 409 while one of their deliveries is still under way (the driver needs the address):
-the answer names them, to cancel or to erase once delivered. A conversation the shared number now
-holds for another retailer is that retailer's, and stays. The change log's entries stay (each
+the answer names them, to cancel or to erase once delivered. The change log's entries stay (each
 retailer's audit trail), without instructions; what was erased is logged by count only.
 """
 
@@ -50,7 +58,7 @@ from core.phones import InvalidPhone, to_e164
 from core.retention import delete_conversations
 from core.web import Ctx, CurrentRetailer, Uow
 
-log = get_logger("doorstep.bot.erasure")
+log = get_logger("doorstep.bot.privacy")
 
 FINISHED = frozenset({DeliveryStatus.delivered, DeliveryStatus.picked_up, DeliveryStatus.cancelled})
 
@@ -75,14 +83,22 @@ class Erased:
     dialogs: list[tuple[int, int]] = field(default_factory=list)
 
 
-async def erase_recipient(uow: UnitOfWork, retailer_id: int, phone: str, now: datetime) -> Erased:
-    """Erase what this retailer's recipients with this phone number left in Doorstep; not committed."""
-    session = uow.session
+@dataclass
+class Theirs:
+    """What one retailer holds about the person with one phone number."""
+
+    recipients: Sequence[Recipient]
+    deliveries: Sequence[Delivery]
+    conversations: Sequence[Conversation]
+
+
+async def theirs(session: Any, retailer_id: int, phone: str, *, for_update: bool = False) -> Theirs:
+    def locked(statement: Any) -> Any:
+        return statement.with_for_update() if for_update else statement
+
     recipients = (
         await session.exec(
-            select(Recipient)
-            .where(Recipient.retailer_id == retailer_id, Recipient.phone == phone)
-            .with_for_update()
+            locked(select(Recipient).where(Recipient.retailer_id == retailer_id, Recipient.phone == phone))
         )
     ).all()
     if not recipients:
@@ -90,33 +106,45 @@ async def erase_recipient(uow: UnitOfWork, retailer_id: int, phone: str, now: da
     recipient_ids = [r.id for r in recipients]
     deliveries = (
         await session.exec(
-            select(Delivery)
-            .where(Delivery.retailer_id == retailer_id, col(Delivery.recipient_id).in_(recipient_ids))
-            .with_for_update()
+            locked(
+                select(Delivery)
+                .where(Delivery.retailer_id == retailer_id, col(Delivery.recipient_id).in_(recipient_ids))
+                .order_by(col(Delivery.day), col(Delivery.id))
+            )
         )
     ).all()
+    addresses = {phone, *(str(r.telegram_chat_id) for r in recipients if r.telegram_chat_id is not None)}
+    conversations = (
+        await session.exec(
+            locked(
+                select(Conversation)
+                .where(
+                    Conversation.retailer_id == retailer_id,
+                    or_(
+                        col(Conversation.recipient_id).in_(recipient_ids),
+                        col(Conversation.address).in_(addresses),
+                    ),
+                )
+                .order_by(col(Conversation.id))
+            )
+        )
+    ).all()
+    return Theirs(recipients, deliveries, conversations)
+
+
+async def erase_recipient(uow: UnitOfWork, retailer_id: int, phone: str, now: datetime) -> Erased:
+    """Erase what this retailer's recipients with this phone number left in Doorstep; not committed."""
+    session = uow.session
+    found = await theirs(session, retailer_id, phone, for_update=True)
+    recipients, deliveries = found.recipients, found.deliveries
+    recipient_ids = [r.id for r in recipients]
     under_way = sorted(d.tracking for d in deliveries if d.status not in FINISHED)
     if under_way:
         raise DeliveriesUnderWay(under_way)
     erased = Erased(recipients=len(recipients), deliveries=len(deliveries))
-
-    addresses = {phone, *(str(r.telegram_chat_id) for r in recipients if r.telegram_chat_id is not None)}
-    theirs = (
-        await session.exec(
-            select(Conversation.id, Conversation.state)
-            .where(
-                Conversation.retailer_id == retailer_id,
-                or_(
-                    col(Conversation.recipient_id).in_(recipient_ids),
-                    col(Conversation.address).in_(addresses),
-                ),
-            )
-            .with_for_update()
-        )
-    ).all()
-    erased.dialogs = [(cid or 0, int((state or {}).get("generation", 0))) for cid, state in theirs]
+    erased.dialogs = [(c.id or 0, int(c.state.get("generation", 0))) for c in found.conversations]
     connection = await session.connection()
-    erased.deleted = await delete_conversations(connection, [cid for cid, _ in theirs])
+    erased.deleted = await delete_conversations(connection, [c.id for c in found.conversations])
     erased.deleted["outbox"] += await _outbox_of(connection, retailer_id, recipient_ids)
 
     delivery_ids = [d.id for d in deliveries]
@@ -184,10 +212,98 @@ async def forget_dialogs(ctx: AppContext, dialogs: Sequence[tuple[int, int]]) ->
         await engine.state_store.forget(dialogs)
 
 
+async def export_recipient(session: Any, retailer_id: int, phone: str) -> dict[str, Any]:
+    """Everything this retailer holds in Doorstep about the person with this phone number."""
+    found = await theirs(session, retailer_id, phone)
+    conversation_ids = [c.id for c in found.conversations]
+    messages = (
+        await session.exec(
+            select(Message)
+            .where(col(Message.conversation_id).in_(conversation_ids))
+            .order_by(col(Message.created_at), col(Message.id))
+        )
+    ).all()
+    notifications = (
+        await session.exec(
+            select(Notification)
+            .where(col(Notification.delivery_id).in_([d.id for d in found.deliveries]))
+            .order_by(col(Notification.due_at), col(Notification.id))
+        )
+    ).all()
+    tracking = {d.id: d.tracking for d in found.deliveries}
+    said: dict[int, list[dict[str, Any]]] = {}
+    for message in messages:
+        said.setdefault(message.conversation_id, []).append(
+            {
+                "at": message.created_at.isoformat(),
+                "direction": str(message.direction),
+                "author": str(message.author),
+                "text": message.text,
+                "attachments": [a.get("content_type", "") for a in message.attachments],
+                "internal_note": message.internal_note,
+            }
+        )
+    return {
+        "recipients": [
+            {
+                "name": r.name,
+                "phone": r.phone,
+                "locale": r.locale,
+                "telegram_chat_id": r.telegram_chat_id,
+                "preferred_channel": r.preferred_channel,
+                "channel_consent": r.channel_consent,
+                "since": r.created_at.isoformat(),
+            }
+            for r in found.recipients
+        ],
+        "deliveries": [
+            {
+                "tracking": d.tracking,
+                "day": d.day.isoformat(),
+                "status": str(d.status),
+                "window": {"start": _iso(d.window_start), "end": _iso(d.window_end)},
+                "address": d.address,
+                "postal_code": d.postal_code,
+                "instructions": d.instructions,
+                "white_glove": {"start": _iso(d.white_glove_start), "end": _iso(d.white_glove_end)}
+                if d.white_glove
+                else None,
+                "proof": d.proof,
+                "failure_reason": d.failure_reason,
+            }
+            for d in found.deliveries
+        ],
+        "notifications": [
+            {
+                "tracking": tracking.get(n.delivery_id, ""),
+                "event": n.event,
+                "due_at": n.due_at.isoformat(),
+                "status": n.status,
+                "channel": n.channel,
+            }
+            for n in notifications
+        ],
+        "conversations": [
+            {
+                "channel": str(c.channel),
+                "address": c.address,
+                "locale": c.locale,
+                "started": c.created_at.isoformat(),
+                "messages": said.get(c.id or 0, []),
+            }
+            for c in found.conversations
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 # --- the API ---------------------------------------------------------------------------------------
 
 
-class ErasureRequest(BaseModel):
+class PersonRequest(BaseModel):
     phone: str = Field(
         min_length=3, max_length=32, description="The recipient's phone number", examples=["+14165550123"]
     )
@@ -203,22 +319,42 @@ class ErasureResult(BaseModel):
     notifications_cancelled: int
 
 
+def e164_or_422(raw: str) -> str:
+    try:
+        return to_e164(raw)
+    except InvalidPhone as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+UNKNOWN: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no recipient of this retailer has this phone number"}
+}
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["recipients"])
+
+    @router.post("/recipients/export", responses=UNKNOWN)
+    async def export(body: PersonRequest, retailer: CurrentRetailer, uow: Uow) -> dict[str, Any]:
+        """Everything Doorstep holds for this retailer about a person (a person's access request)."""
+        phone = e164_or_422(body.phone)
+        try:
+            found = await export_recipient(uow.session, retailer.id or 0, phone)
+        except RecipientUnknown:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no recipient with this phone number") from None
+        log.info("recipient_exported", retailer_id=retailer.id, conversations=len(found["conversations"]))
+        return found
 
     @router.post(
         "/recipients/erase",
         responses={
-            404: {"description": "no recipient of this retailer has this phone number"},
+            **UNKNOWN,
             409: {"description": "a delivery of theirs is still under way (named in the answer)"},
         },
     )
-    async def erase(body: ErasureRequest, retailer: CurrentRetailer, uow: Uow, ctx: Ctx) -> ErasureResult:
+    async def erase(body: PersonRequest, retailer: CurrentRetailer, uow: Uow, ctx: Ctx) -> ErasureResult:
         """Erase a recipient's personal data and conversations now (a person's erasure request)."""
-        try:
-            phone = to_e164(body.phone)
-        except InvalidPhone as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        phone = e164_or_422(body.phone)
         try:
             erased = await erase_recipient(uow, retailer.id or 0, phone, ctx.clock())
         except RecipientUnknown:
