@@ -21,11 +21,11 @@ from core.models import (
     Notification,
     OutboxMessage,
     OutboxStatus,
-    OutgoingFile,
     Recipient,
 )
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
 from tests.redis_support import REDIS_URL, redis_or_skip
+from tests.test_retention import agents_picture
 
 ADA = "+14165550101"  # T001 in the small plan
 BEA = "+14165550102"  # T002
@@ -96,17 +96,7 @@ async def ada_on_telegram_and_with_a_file(ctx, retailer_id: int) -> int:
             )
         )
         sms = (await uow.session.exec(select(Conversation).where(Conversation.address == ADA))).one()
-        uow.session.add(
-            OutgoingFile(
-                token="ada-picture",
-                retailer_id=retailer_id,
-                conversation_id=sms.id or 0,
-                content_type="image/png",
-                size=3,
-                content=b"png",
-                created_at=NOW,
-            )
-        )
+        uow.session.add(agents_picture(sms.id or 0, retailer_id, NOW))
         await uow.commit()
         return telegram.id or 0
 

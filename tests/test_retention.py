@@ -61,6 +61,19 @@ async def mark_sent(ctx) -> None:
         await uow.commit()
 
 
+def agents_picture(conversation_id: int, retailer_id: int, at) -> OutgoingFile:
+    """A picture an agent sent in the conversation (channels/media.py keeps it for the provider)."""
+    return OutgoingFile(
+        token=f"picture-{conversation_id}",
+        retailer_id=retailer_id,
+        conversation_id=conversation_id,
+        content_type="image/png",
+        size=3,
+        content=b"png",
+        created_at=at,
+    )
+
+
 async def add_file_and_notifications(ctx, conversation: Conversation, retailer_id: int) -> tuple[int, int]:
     """An agent's file in the conversation; a finished notification due long ago, and a recent one
     whose outbox row is one of the conversation's. Returns the two notifications' ids."""
@@ -70,17 +83,7 @@ async def add_file_and_notifications(ctx, conversation: Conversation, retailer_i
                 select(OutboxMessage.id).where(OutboxMessage.conversation_id == conversation.id)
             )
         ).first()
-        uow.session.add(
-            OutgoingFile(
-                token=f"t{conversation.id}",
-                retailer_id=retailer_id,
-                conversation_id=conversation.id or 0,
-                content_type="image/png",
-                size=3,
-                content=b"png",
-                created_at=OLD,
-            )
-        )
+        uow.session.add(agents_picture(conversation.id or 0, retailer_id, OLD))
         delivery_id = conversation.delivery_id
         assert delivery_id is not None
         old = Notification(
