@@ -63,6 +63,7 @@ REASON_TEXT = {
     "asked": "The recipient asked for a person",
     "misunderstood": "The bot did not understand the recipient",
     "attachment": "The recipient sent a picture or file for a person to look at",
+    "personal_data": "The recipient asked about their personal data (to see it or have it erased)",
 }
 
 

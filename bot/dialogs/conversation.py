@@ -213,7 +213,7 @@ class Dialogs:
         if intent != "unknown":
             conversation.misunderstood = 0
 
-        if intent == "human":
+        if intent in ("human", "personal_data"):
             await self.ask_for_person(turn, parsed)
             return
         if intent == "identify":
@@ -403,7 +403,7 @@ class Dialogs:
         if attachment:
             self.attachment_to_person(turn)
         else:
-            self.person(turn)
+            self.person(turn, parsed.intent)
 
     def tie(self, turn: Turn, retailer_id: int, deliveries: list[Delivery]) -> None:
         """The conversation belongs to this retailer, its recipient row and its one open delivery."""
@@ -418,11 +418,19 @@ class Dialogs:
         if conversation.delivery_id is None and len(open_ones) == 1:
             conversation.delivery_id = open_ones[0].id
 
-    def person(self, turn: Turn) -> None:
+    def person(self, turn: Turn, intent: str = "human") -> None:
         turn.state.pop("pending", None)
-        if request_person(turn.uow, turn.conversation, "asked", turn.now):
-            text = turn._(
-                "OK, I'm passing you to a person on our team. They'll answer here as soon as they can."
+        about_data = intent == "personal_data"
+        if request_person(turn.uow, turn.conversation, intent if about_data else "asked", turn.now):
+            text = (
+                turn._(
+                    "Your request about your personal data goes to a person on our team: they can show "
+                    "you what we keep about you or erase it. They'll answer here as soon as they can."
+                )
+                if about_data
+                else turn._(
+                    "OK, I'm passing you to a person on our team. They'll answer here as soon as they can."
+                )
             )
         else:
             text = turn._("A person on our team has already been asked and will answer here soon.")
@@ -662,12 +670,12 @@ class Dialogs:
             conversation.delivery_id = int(data["delivery_id"])
         deferred = turn.state.pop("deferred", None)
         parsed = Parsed.from_state(deferred) if deferred else Parsed("where_is_parcel")
-        if parsed.intent == "human":
+        if parsed.intent in ("human", "personal_data"):
             if conversation.retailer_id is not None:
                 deliveries = await self.deliveries(turn)
                 self.tie(turn, conversation.retailer_id, deliveries)
             self.speak(turn, None, language=turn.state.get("language"))
-            self.person(turn)
+            self.person(turn, parsed.intent)
             return
         delivery = await self.focus(turn, parsed)
         if delivery is not None:

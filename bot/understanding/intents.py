@@ -40,6 +40,7 @@ LATER_WORDS = re.compile(WORD_PATTERN(LATER))
 CONTENT_INTENTS = (
     Intent.stop,
     Intent.human,
+    Intent.personal_data,
     Intent.change_language,
     Intent.cancel_white_glove,
     Intent.white_glove,

@@ -1034,6 +1034,26 @@ SETUP_PRICE = (
 )
 INTENT_CUES += [("human", 4, ABOUT_THE_ORDER), ("human", 10, SETUP_PRICE)]
 
+# Asking what is held about them, or to have it erased (PIPEDA, GDPR): the retailer's team answers, in
+# the console, with the export and the erasure of bot/privacy.py. "Stop texting me and delete my
+# number" stays an opt-out (stop weighs 5): stopping the messages is what carriers require at once.
+PERSONAL_DATA = (
+    r"(?:delete|erase|remove|wipe|forget|destroy)(?: all)? (?:of )?(?:my|our) (?:personal )?"
+    r"(?:data|information|info|details|records?|phone number|number|account)"
+    r"|personal (?:data|information|info|details)|privacy|pipeda|gdpr"
+    r"|what (?:data|information|info|details) do you (?:have|keep|hold|store|collect)"
+    r"|(?:a )?copy of (?:my|the) (?:personal )?(?:data|information)"
+    r"|(?:supprim\w*|effac\w*|retir\w*|detrui\w*)(?: toutes?)? (?:mes|nos) "
+    r"(?:donnees|informations|renseignements|coordonnees|numero|infos)"
+    r"|donnees personnelles|renseignements personnels|informations personnelles|vie privee|confidentialite"
+    r"|quelles (?:donnees|informations) (?:avez vous|vous avez|gardez vous)"
+    r"|(?:borr\w*|elimin\w*|suprim\w*|quit\w*)(?: todos)? (?:mis|nuestros) datos"
+    r"|(?:borr\w*|elimin\w*|suprim\w*) mi (?:numero|informacion|cuenta)"
+    r"|datos personales|informacion personal|privacidad"
+    r"|que (?:datos|informacion) (?:tienen|tiene|guardan|guarda) (?:de|sobre) mi"
+)
+INTENT_CUES += [("personal_data", 4, PERSONAL_DATA)]
+
 # A new address (they moved, or want it sent elsewhere than a pickup point) is a person's call too; it
 # outweighs the "deliver ... instead" that would otherwise read as a new time.
 INTENT_CUES += [

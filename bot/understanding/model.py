@@ -16,6 +16,7 @@ class Intent(enum.StrEnum):
     notify_me = "notify_me"
     instructions = "instructions"
     human = "human"
+    personal_data = "personal_data"  # to see or erase what is held about them: a person's to handle
     yes = "yes"
     no = "no"
     choose_option = "choose_option"
