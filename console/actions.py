@@ -12,11 +12,11 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlmodel import col, select
 
-from bot import handoff
+from bot import handoff, privacy
 from bot.messages import CAPABILITIES
 from channels.media import NotSendable, outgoing_ref, sendable_type
 from channels.telegram_format import CAPTION_LIMIT as TELEGRAM_CAPTION_LIMIT
@@ -62,6 +62,10 @@ class ActionRefused(Exception):
 
 class InvalidInput(ActionRefused):
     status_code = 422
+
+
+class NotAllowed(ActionRefused):
+    status_code = 403
 
 
 @dataclass(frozen=True)
@@ -534,3 +538,58 @@ async def set_instructions(
         lambda uow, delivery: service.set_instructions(uow, delivery, instructions, actor(user)),
         lambda delivery: f"changed the instructions of {delivery.tracking}",
     )
+
+
+# --- a recipient's request about their personal data ---------------------------------------------
+
+
+def may_handle_personal_data(user: ConsoleUser) -> bool:
+    """Exporting or erasing everything kept about a person is an admin's act, not every agent's."""
+    return user.role != Role.agent
+
+
+async def _person_of(uow: UnitOfWork, user: ConsoleUser, conversation_id: int) -> tuple[int, str]:
+    """The retailer and the phone number a personal-data request made in this conversation is about."""
+    conversation = await _conversation(uow, user, conversation_id)
+    if not may_handle_personal_data(user):
+        raise NotAllowed("Only an admin can export or erase a recipient's personal data.")
+    if conversation.retailer_id is None:
+        raise ActionRefused("This conversation is not tied to a retailer yet: take it over first.")
+    phone = None
+    if conversation.recipient_id is not None:
+        recipient = await uow.session.get(Recipient, conversation.recipient_id)
+        if recipient is not None and recipient.retailer_id == conversation.retailer_id:
+            phone = recipient.phone
+    if phone is None and conversation.channel in (Channel.sms, Channel.whatsapp):
+        phone = conversation.address
+    if not phone:
+        raise ActionRefused("No phone number is known for this recipient.")
+    return conversation.retailer_id, phone
+
+
+async def export_personal_data(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> dict[str, Any]:
+    async with ctx.uow() as uow:
+        retailer_id, phone = await _person_of(uow, user, conversation_id)
+        try:
+            exported = await privacy.export_recipient(uow.session, retailer_id, phone)
+        except privacy.RecipientUnknown:
+            raise ActionRefused("No recipient of this retailer has this number.") from None
+    log.info("recipient_exported", retailer_id=retailer_id, by="console", user_id=user.id)
+    return exported
+
+
+async def erase_personal_data(ctx: AppContext, user: ConsoleUser, conversation_id: int) -> None:
+    """Erase what the retailer keeps about this conversation's recipient, this conversation included."""
+    async with ctx.uow() as uow:
+        retailer_id, phone = await _person_of(uow, user, conversation_id)
+        try:
+            erased = await privacy.erase_recipient(uow, retailer_id, phone, ctx.clock())
+        except privacy.RecipientUnknown:
+            raise ActionRefused("No recipient of this retailer has this number.") from None
+        except privacy.DeliveriesUnderWay as exc:
+            raise ActionRefused(
+                f"Not yet: {', '.join(exc.trackings)} still under way. Erase once delivered or cancelled."
+            ) from None
+        await uow.commit()
+    await privacy.forget_dialogs(ctx, erased.dialogs)
+    log.info("recipient_erased", retailer_id=retailer_id, by="console", user_id=user.id, **erased.deleted)

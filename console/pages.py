@@ -7,6 +7,7 @@ error, e.g. 409 with the windows still offered). console.js adds live updates an
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ DONE_MESSAGES = {
     "white_glove": "White-glove visit booked.",
     "white_glove_called_off": "White-glove setup called off; the parcel keeps its window.",
     "instructions": "Instructions saved.",
+    "erased": "The recipient's personal data was erased, with their conversations.",
 }
 
 
@@ -250,7 +252,9 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
 
     @router.get("", response_class=HTMLResponse)
-    async def inbox_page(request: Request, ctx: Ctx, user: CurrentUser, filters: Filters) -> Response:
+    async def inbox_page(
+        request: Request, ctx: Ctx, user: CurrentUser, filters: Filters, done: str | None = None
+    ) -> Response:
         async with ctx.uow() as uow:
             rows = await inbox_rows(uow, user, filters)
             retailers = await retailers_of(uow.session, user.retailer_ids)
@@ -265,6 +269,7 @@ def build_router() -> APIRouter:
                 "active": "inbox",
                 "selected_id": None,
                 "now": ctx.clock(),
+                "done": DONE_MESSAGES.get(done or ""),
             },
         )
 
@@ -380,6 +385,43 @@ def build_router() -> APIRouter:
         return await _after(
             request, ctx, user, conversation_id, "closed", lambda: actions.close(ctx, user, conversation_id)
         )
+
+    @router.post("/conversations/{conversation_id}/personal-data/export")
+    async def export_personal_data(
+        request: Request, ctx: Ctx, user: CurrentUser, conversation_id: int
+    ) -> Response:
+        """The recipient's data as a JSON download, for the agent to send them (an access request)."""
+        exported: dict[str, Any] = {}
+
+        async def work() -> None:
+            exported.update(await actions.export_personal_data(ctx, user, conversation_id))
+
+        refused = await _after(request, ctx, user, conversation_id, "", work)
+        if not exported:
+            return refused
+        return Response(
+            json.dumps(exported, ensure_ascii=False, indent=2),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="personal-data-{conversation_id}.json"'},
+        )
+
+    @router.post("/conversations/{conversation_id}/personal-data/erase")
+    async def erase_personal_data(
+        request: Request,
+        ctx: Ctx,
+        user: CurrentUser,
+        conversation_id: int,
+        confirm: Annotated[str, Form(max_length=8)] = "",
+    ) -> Response:
+        async def work() -> None:
+            if confirm != "yes":
+                raise actions.InvalidInput("Tick the box to confirm: an erasure cannot be undone.")
+            await actions.erase_personal_data(ctx, user, conversation_id)
+
+        answer = await _after(request, ctx, user, conversation_id, "erased", work)
+        if answer.status_code != status.HTTP_303_SEE_OTHER:
+            return answer
+        return RedirectResponse("/console?done=erased", status_code=status.HTTP_303_SEE_OTHER)
 
     @router.post("/conversations/{conversation_id}/reply")
     async def reply(

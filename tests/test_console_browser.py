@@ -10,6 +10,7 @@ both databases by the other console tests.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import threading
@@ -27,6 +28,7 @@ from twilio.request_validator import RequestValidator
 from app import build_context, create_app
 from channels.twilio import MESSAGES_PATH
 from core.config import Settings
+from core.models import Role
 from tests.browser_support import CHROMIUM, PASSWORD, chromium, png, serving, sign_in
 from tests.console_helpers import add_user, load_small_plan
 from tests.fakes.twilio_api import FakeTwilioApi
@@ -82,6 +84,7 @@ async def _seed(settings: Settings) -> None:
         await add_user(ctx, "ana@acme.test", ["acme"], password=PASSWORD)
         await add_user(ctx, "amy@acme.test", ["acme"], password=PASSWORD)
         await add_user(ctx, "gus@globex.test", ["globex"], password=PASSWORD)
+        await add_user(ctx, "rita@acme.test", ["acme"], password=PASSWORD, role=Role.retailer_admin)
     finally:
         await ctx.engine.dispose()
 
@@ -342,3 +345,61 @@ def test_a_saved_reply_goes_into_the_reply_box_filled_in_and_is_sent(served, bro
     expect(page.locator("#conversation-owner")).to_have_text("amy@acme.test")
     expect(page.locator("#thread")).to_contain_text("ana gave it to amy")
     agent.close()
+
+
+async def _delivered(settings: Settings, tracking: str) -> None:
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from core.models import Delivery, DeliveryStatus
+
+    ctx = build_context(settings)
+    try:
+        async with ctx.uow() as uow:
+            await uow.session.exec(
+                update(Delivery)  # type: ignore[call-overload]
+                .where(col(Delivery.tracking) == tracking)
+                .values(status=DeliveryStatus.delivered)
+            )
+            await uow.commit()
+    finally:
+        await ctx.engine.dispose()
+
+
+def test_a_recipient_asks_to_have_their_data_erased_and_an_admin_exports_then_erases_it(served, browser):
+    from playwright.sync_api import expect
+
+    sent = served.post_sms("Please delete my personal data", "SM" + "5" * 32)
+    assert sent.status_code == 200, sent.text
+    wait_for(
+        lambda: [
+            m for m in served.twilio.sent_to(RECIPIENT_PHONE) if "personal data goes to a person" in m.body
+        ],
+        "the bot's answer that a person will handle it",
+    )
+    admin = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    page = admin.new_page()
+    sign_in(page, served.url + "/console", "rita@acme.test")
+    page.locator("#conv-list li a").first.click()
+    expect(page.locator("#thread")).to_contain_text("asked about their personal data")
+    page.locator("#personal-data summary").click()
+    with page.expect_download() as download:
+        page.locator("#export-personal-data").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert [d["tracking"] for d in exported["deliveries"]] == ["A001"]
+    assert exported["conversations"][0]["messages"][0]["text"] == "Please delete my personal data"
+    # the browser will not send the erasure unticked; ticked, A001 on its way makes it wait
+    page.locator("#erase-personal-data").click()
+    assert page.locator("#confirm-erase").evaluate("box => box.validity.valueMissing")
+    assert "/conversations/" in page.url and not page.locator("#action-error").count()
+    page.locator("#confirm-erase").check()
+    page.locator("#erase-personal-data").click()
+    expect(page.locator("#action-error")).to_contain_text("A001 still under way")
+    with ThreadPoolExecutor(1) as aside:
+        aside.submit(asyncio.run, _delivered(served.settings, "A001")).result(timeout=30)
+    page.locator("#personal-data summary").click()
+    page.locator("#confirm-erase").check()
+    page.locator("#erase-personal-data").click()
+    expect(page.locator("#inbox-done")).to_contain_text("personal data was erased")
+    expect(page.locator("#conv-list")).not_to_contain_text(RECIPIENT_PHONE)
+    admin.close()
