@@ -25,7 +25,8 @@ notifications and every message of those conversations, agents' internal notes m
 
 Refused with 409 while one of their deliveries is still under way (the driver needs the address):
 the answer names them, to cancel or to erase once delivered. The change log's entries stay (each
-retailer's audit trail), without instructions; what was erased is logged by count only.
+retailer's audit trail), without instructions, and gain one recording the erasure: who, when and how
+much went, no personal data.
 """
 
 from __future__ import annotations
@@ -53,10 +54,14 @@ from core.models import (
     Notification,
     OutboxMessage,
     Recipient,
+    Retailer,
 )
 from core.phones import InvalidPhone, to_e164
 from core.retention import delete_conversations
 from core.web import Ctx, CurrentRetailer, Uow
+from scheduling.api import api_actor
+from scheduling.changelog import log_change
+from scheduling.service import Actor
 
 log = get_logger("doorstep.bot.privacy")
 
@@ -132,9 +137,16 @@ async def theirs(session: Any, retailer_id: int, phone: str, *, for_update: bool
     return Theirs(recipients, deliveries, conversations)
 
 
-async def erase_recipient(uow: UnitOfWork, retailer_id: int, phone: str, now: datetime) -> Erased:
-    """Erase what this retailer's recipients with this phone number left in Doorstep; not committed."""
+async def erase_recipient(
+    uow: UnitOfWork, retailer: Retailer, phone: str, now: datetime, actor: Actor
+) -> Erased:
+    """Erase what this retailer's recipients with this phone number left in Doorstep; not committed.
+
+    The change log records the erasure (who, when, how much went) once per delivery, so the retailer's
+    own systems, reading the feed or its webhook, learn to erase their copy of those deliveries too.
+    """
     session = uow.session
+    retailer_id = retailer.id or 0
     found = await theirs(session, retailer_id, phone, for_update=True)
     recipients, deliveries = found.recipients, found.deliveries
     recipient_ids = [r.id for r in recipients]
@@ -175,6 +187,21 @@ async def erase_recipient(uow: UnitOfWork, retailer_id: int, phone: str, now: da
         recipient.preferred_channel = None
         recipient.whatsapp_last_inbound_at = None
         session.add(recipient)
+    summary = {**erased.deleted, "notifications_cancelled": erased.notifications_cancelled}
+    recorded: Sequence[Delivery | None] = deliveries or [None]
+    for erased_delivery in recorded:
+        await log_change(
+            session,
+            retailer,
+            "personal_data_erased",
+            actor=actor.kind,
+            actor_id=actor.id,
+            channel=actor.channel,
+            delivery_id=erased_delivery.id if erased_delivery else None,
+            plan_id=erased_delivery.plan_id if erased_delivery else None,
+            after=summary,
+            now=now,
+        )
     return erased
 
 
@@ -356,7 +383,7 @@ def build_router() -> APIRouter:
         """Erase a recipient's personal data and conversations now (a person's erasure request)."""
         phone = e164_or_422(body.phone)
         try:
-            erased = await erase_recipient(uow, retailer.id or 0, phone, ctx.clock())
+            erased = await erase_recipient(uow, retailer, phone, ctx.clock(), api_actor(retailer))
         except RecipientUnknown:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no recipient with this phone number") from None
         except DeliveriesUnderWay as exc:

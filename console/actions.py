@@ -40,6 +40,7 @@ from core.models import (
     OutgoingFile,
     Owner,
     Recipient,
+    Retailer,
     Role,
     User,
 )
@@ -582,8 +583,10 @@ async def erase_personal_data(ctx: AppContext, user: ConsoleUser, conversation_i
     """Erase what the retailer keeps about this conversation's recipient, this conversation included."""
     async with ctx.uow() as uow:
         retailer_id, phone = await _person_of(uow, user, conversation_id)
+        retailer = await uow.session.get(Retailer, retailer_id)
+        assert retailer is not None
         try:
-            erased = await privacy.erase_recipient(uow, retailer_id, phone, ctx.clock())
+            erased = await privacy.erase_recipient(uow, retailer, phone, ctx.clock(), actor(user))
         except privacy.RecipientUnknown:
             raise ActionRefused("No recipient of this retailer has this number.") from None
         except privacy.DeliveriesUnderWay as exc:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from core.models import Conversation, Delivery, DeliveryStatus, Recipient, Role
+from core.models import ChangeLog, Conversation, Delivery, DeliveryStatus, Recipient, Role
 from tests.console_helpers import (
     add_user,
     cheap_password_hashing,  # noqa: F401 - autouse fixture
@@ -95,6 +95,10 @@ class TestPersonalDataInTheConsole:
                 )
             ).one()
             assert (recipient.name, recipient.phone) == ("", None)
+            recorded = (
+                await uow.session.exec(select(ChangeLog).where(ChangeLog.kind == "personal_data_erased"))
+            ).one()
+            assert (recorded.actor_id, recorded.channel) == ("rita@acme.test", "console")
 
     async def test_another_retailers_admin_cannot_reach_the_conversation(self, client, ctx, teams):
         acme, _ = teams

@@ -197,6 +197,13 @@ class TestErasure:
         assert await count(ctx, Conversation, Conversation.address == BEA) == 1
         assert await count(ctx, OutboxMessage, OutboxMessage.to_address == BEA) >= 1
         assert (await delivery(ctx, "T002")).address
+        # the change feed records it for the retailer's own systems, without personal data
+        feed = (await client.get("/api/v1/changes", params={"since": 0}, headers=acme.headers)).json()
+        erasures = [c for c in feed["changes"] if c["kind"] == "personal_data_erased"]
+        assert [(c["tracking"], c["actor"]["id"], c["actor"]["channel"]) for c in erasures] == [
+            ("T001", "api:acme", "api")
+        ]
+        assert erasures[0]["after"]["conversations"] == 2 and "4321" not in str(feed)
         # and the same request again finds no one
         again = await client.post(ERASE, json={"phone": ADA}, headers=acme.headers)
         assert again.status_code == 404
