@@ -8,10 +8,12 @@ purpose; the periods are settings, and these are their meanings:
 
 - `RETENTION_RECEIPT_DAYS` (7): the provider ids of handled webhooks. They exist only to refuse a
   retried webhook, and providers give up retrying within a day (Telegram keeps an update 24 hours).
-- `RETENTION_DAYS` (180; 0 keeps everything): a conversation silent that long goes with its
-  messages, its outbox rows and the files agents sent in it; a notification goes that long after it
-  was due, once it was sent, suppressed or cancelled. A conversation with a message still waiting to
-  be sent is kept; a notification that keeps its row has its outbox link cleared with the row.
+- `RETENTION_DAYS` (180; 0 keeps everything), or a retailer's own `settings["retention_days"]` for
+  its conversations and notifications (a contract may ask for less, or more): a conversation silent
+  that long goes with its messages, its outbox rows and the files agents sent in it; a notification
+  goes that long after it was due, once it was sent, suppressed or cancelled. A conversation with a
+  message still waiting to be sent is kept; a notification that keeps its row has its outbox link
+  cleared with the row.
 - Console sessions go once expired.
 
 Kept on purpose: the change log (each retailer's audit trail of its deliveries, read through
@@ -30,9 +32,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import Select, delete, exists, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -46,6 +49,7 @@ from core.models import (
     OutboxMessage,
     OutboxStatus,
     OutgoingFile,
+    Retailer,
     WebSession,
 )
 
@@ -85,6 +89,33 @@ class Purged:
         return sum(self.counts.values())
 
 
+def period(days: int) -> timedelta | None:
+    return timedelta(days=days) if days > 0 else None
+
+
+async def retailer_periods(ctx: AppContext) -> dict[int, timedelta | None]:
+    """The retailers whose `settings["retention_days"]` sets their own period (0: kept for ever)."""
+    async with ctx.sessionmaker() as session:
+        rows = (await session.execute(select(col(Retailer.id), col(Retailer.settings)))).all()
+    periods: dict[int, timedelta | None] = {}
+    for retailer_id, settings in rows:
+        days = (settings or {}).get("retention_days")
+        if days is None:
+            continue
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            log.warning("retention_setting_ignored", retailer_id=retailer_id)
+            continue
+        periods[retailer_id] = period(days)
+    return periods
+
+
+def within(column: Any, retailers: Sequence[int], *, only: bool) -> Any:
+    """`only`: these retailers' rows; otherwise everyone else's (rows of no retailer included)."""
+    if only:
+        return column.in_(retailers)
+    return or_(column.is_(None), column.not_in(retailers)) if retailers else true()
+
+
 async def purge_expired(
     ctx: AppContext, *, policy: RetentionPolicy | None = None, batch: int = BATCH
 ) -> Purged:
@@ -94,10 +125,17 @@ async def purge_expired(
     purged = Purged()
     await _in_batches(ctx, purged, batch, lambda size: _receipts(ctx, now - policy.receipts, size))
     await _in_batches(ctx, purged, batch, lambda size: _sessions(ctx, now, size))
-    if policy.conversations is not None:
-        cutoff = now - policy.conversations
-        await _in_batches(ctx, purged, batch, lambda size: _notifications(ctx, cutoff, size))
-        await _in_batches(ctx, purged, batch, lambda size: _conversations(ctx, cutoff, size))
+    own = await retailer_periods(ctx)
+    groups: dict[timedelta | None, list[int]] = {}
+    for retailer_id, kept_for in own.items():
+        groups.setdefault(kept_for, []).append(retailer_id)
+    scopes = [(policy.conversations, list(own), False), *((p, ids, True) for p, ids in groups.items())]
+    for kept_for, retailers, only in scopes:
+        if kept_for is None:
+            continue
+        cutoff = now - kept_for
+        for step in (_notifications, _conversations):
+            await _in_batches(ctx, purged, batch, partial(step, ctx, cutoff, retailers=retailers, only=only))
     for kind, rows in purged.counts.items():
         if rows:
             ctx.metrics.retention_deleted.labels(kind).inc(rows)
@@ -158,23 +196,35 @@ def _sessions(ctx: AppContext, now: datetime, size: int) -> Awaitable[tuple[dict
     return _selected(ctx, "sessions", WebSession, expired, size)
 
 
-def _notifications(ctx: AppContext, cutoff: datetime, size: int) -> Awaitable[tuple[dict[str, int], bool]]:
+def _notifications(
+    ctx: AppContext, cutoff: datetime, size: int, *, retailers: Sequence[int], only: bool
+) -> Awaitable[tuple[dict[str, int], bool]]:
     finished = (
         select(col(Notification.id))
-        .where(col(Notification.due_at) < cutoff, col(Notification.status).in_(FINISHED_NOTIFICATIONS))
+        .where(
+            col(Notification.due_at) < cutoff,
+            col(Notification.status).in_(FINISHED_NOTIFICATIONS),
+            within(col(Notification.retailer_id), retailers, only=only),
+        )
         .order_by(col(Notification.due_at))
     )
     return _selected(ctx, "notifications", Notification, finished, size)
 
 
-async def _conversations(ctx: AppContext, cutoff: datetime, size: int) -> tuple[dict[str, int], bool]:
+async def _conversations(
+    ctx: AppContext, cutoff: datetime, size: int, *, retailers: Sequence[int], only: bool
+) -> tuple[dict[str, int], bool]:
     """Silent conversations with everything that hangs on them."""
     waiting = exists().where(
         col(OutboxMessage.conversation_id) == col(Conversation.id), col(OutboxMessage.status).in_(UNSENT)
     )
     silent = (
         select(col(Conversation.id))
-        .where(col(Conversation.updated_at) < cutoff, ~waiting)
+        .where(
+            col(Conversation.updated_at) < cutoff,
+            ~waiting,
+            within(col(Conversation.retailer_id), retailers, only=only),
+        )
         .order_by(col(Conversation.updated_at))
         .limit(size)
         .with_for_update(of=Conversation, skip_locked=True)  # PostgreSQL; SQLite has one writer

@@ -29,7 +29,9 @@ from core.models import (
 )
 from core.retention import RetentionPolicy, purge_expired
 from notifications import scheduler as sched
+from tests.conftest import make_tenant
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
+from tests.test_hostile_webhooks import rendered_logs  # noqa: F401 - fixture
 
 ADA = "+14165550101"  # T001
 BEA = "+14165550102"  # T002
@@ -190,6 +192,55 @@ class TestConversations:
         purged = await purge_expired(ctx)
         assert "conversations" not in purged.counts
         assert await conversation_of(ctx, ADA) is not None
+
+
+async def silent_conversation(ctx, address: str, retailer_id: int | None, days: int) -> None:
+    at = NOW - timedelta(days=days)
+    async with ctx.uow() as uow:
+        uow.session.add(
+            Conversation(
+                channel=Channel.sms, address=address, retailer_id=retailer_id, created_at=at, updated_at=at
+            )
+        )
+        await uow.commit()
+
+
+async def addresses_left(ctx) -> list[str]:
+    async with ctx.uow() as uow:
+        return sorted((await uow.session.exec(select(Conversation.address))).all())
+
+
+class TestEachRetailersOwnPeriod:
+    async def test_a_retailer_keeps_its_conversations_for_the_period_its_settings_name(self, at_now):
+        ctx = at_now
+        brief = await make_tenant(ctx, "brief", settings={"retention_days": 30})
+        forever = await make_tenant(ctx, "forever", settings={"retention_days": 0})
+        usual = await make_tenant(ctx, "usual")
+        for name, tenant in (("brief", brief), ("forever", forever), ("usual", usual)):
+            await silent_conversation(ctx, f"{name}-60", tenant.retailer_id, 60)
+            await silent_conversation(ctx, f"{name}-200", tenant.retailer_id, 200)
+        await silent_conversation(ctx, "nobody-60", None, 60)
+        await silent_conversation(ctx, "nobody-200", None, 200)
+
+        purged = await purge_expired(ctx, policy=POLICY)
+
+        assert purged.counts["conversations"] == 4
+        assert await addresses_left(ctx) == ["forever-200", "forever-60", "nobody-60", "usual-60"]
+
+    @pytest.mark.parametrize("setting", ["thirty", -5, True, 2.5])
+    async def test_a_setting_that_is_not_a_number_of_days_is_ignored_for_the_default(
+        self,
+        at_now,
+        setting,
+        rendered_logs,  # noqa: F811 - the fixture imported above
+    ):
+        ctx = at_now
+        odd = await make_tenant(ctx, "odd", settings={"retention_days": setting})
+        await silent_conversation(ctx, "odd-60", odd.retailer_id, 60)
+        await silent_conversation(ctx, "odd-200", odd.retailer_id, 200)
+        await purge_expired(ctx, policy=POLICY)
+        assert await addresses_left(ctx) == ["odd-60"]
+        assert any('"retention_setting_ignored"' in line for line in rendered_logs)
 
 
 class TestReceipts:
