@@ -61,6 +61,7 @@ from core.retention import delete_conversations
 from core.web import Ctx, CurrentRetailer, Uow
 from scheduling.api import api_actor
 from scheduling.changelog import log_change
+from scheduling.plans import iso
 from scheduling.service import Actor
 
 log = get_logger("doorstep.bot.privacy")
@@ -288,11 +289,11 @@ async def export_recipient(session: Any, retailer_id: int, phone: str) -> dict[s
                 "tracking": d.tracking,
                 "day": d.day.isoformat(),
                 "status": str(d.status),
-                "window": {"start": _iso(d.window_start), "end": _iso(d.window_end)},
+                "window": {"start": iso(d.window_start), "end": iso(d.window_end)},
                 "address": d.address,
                 "postal_code": d.postal_code,
                 "instructions": d.instructions,
-                "white_glove": {"start": _iso(d.white_glove_start), "end": _iso(d.white_glove_end)}
+                "white_glove": {"start": iso(d.white_glove_start), "end": iso(d.white_glove_end)}
                 if d.white_glove
                 else None,
                 "proof": d.proof,
@@ -321,10 +322,6 @@ async def export_recipient(session: Any, retailer_id: int, phone: str) -> dict[s
             for c in found.conversations
         ],
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 # --- the API ---------------------------------------------------------------------------------------

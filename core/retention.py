@@ -68,10 +68,9 @@ class RetentionPolicy:
     @classmethod
     def of(cls, ctx: AppContext) -> RetentionPolicy:
         settings = ctx.settings
-        days = settings.retention_days
         return cls(
             receipts=timedelta(days=settings.retention_receipt_days),
-            conversations=timedelta(days=days) if days > 0 else None,
+            conversations=period(settings.retention_days),
         )
 
 
