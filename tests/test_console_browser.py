@@ -348,20 +348,12 @@ def test_a_saved_reply_goes_into_the_reply_box_filled_in_and_is_sent(served, bro
 
 
 async def _delivered(settings: Settings, tracking: str) -> None:
-    from sqlalchemy import update
-    from sqlmodel import col
-
-    from core.models import Delivery, DeliveryStatus
+    from core.models import DeliveryStatus
+    from tests.test_privacy import set_status
 
     ctx = build_context(settings)
     try:
-        async with ctx.uow() as uow:
-            await uow.session.exec(
-                update(Delivery)  # type: ignore[call-overload]
-                .where(col(Delivery.tracking) == tracking)
-                .values(status=DeliveryStatus.delivered)
-            )
-            await uow.commit()
+        await set_status(ctx, tracking, DeliveryStatus.delivered)
     finally:
         await ctx.engine.dispose()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import update
 from sqlmodel import col, select
 
 from core.models import ChangeLog, Conversation, Delivery, DeliveryStatus, Recipient, Role
@@ -17,6 +16,7 @@ from tests.console_helpers import (
     seed_conversation,
     sign_in,
 )
+from tests.test_privacy import set_status
 
 
 @pytest.fixture
@@ -30,13 +30,7 @@ async def teams(ctx, acme, globex):
 
 
 async def delivered(ctx, tracking: str) -> None:
-    async with ctx.uow() as uow:
-        await uow.session.exec(
-            update(Delivery)  # type: ignore[call-overload]
-            .where(col(Delivery.tracking) == tracking)
-            .values(status=DeliveryStatus.delivered)
-        )
-        await uow.commit()
+    await set_status(ctx, tracking, DeliveryStatus.delivered)
 
 
 class TestPersonalDataInTheConsole:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.engine import ConversationEngine
@@ -25,7 +25,7 @@ from core.models import (
 )
 from tests.engine_support import NOW, Chat, ScriptedUnderstanding, load_small_plan, understood
 from tests.redis_support import REDIS_URL, redis_or_skip
-from tests.test_retention import agents_picture
+from tests.test_retention import agents_picture, count
 
 ADA = "+14165550101"  # T001 in the small plan
 BEA = "+14165550102"  # T002
@@ -43,11 +43,6 @@ def chat(ctx, sender: str = ADA) -> Chat:
     understanding = ScriptedUnderstanding({"where is my parcel": understood(Intent.where_is_parcel)})
     engine = ConversationEngine(ctx, clock=lambda: NOW, understand=understanding)
     return Chat(engine, Channel.sms, sender)
-
-
-async def count(ctx, model, *where) -> int:
-    async with ctx.uow() as uow:
-        return int((await uow.session.exec(select(func.count()).select_from(model).where(*where))).one())
 
 
 async def delivery(ctx, tracking: str) -> Delivery:
