@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, or_, update
 from sqlmodel import col, select
 
+from bot.identity import OPEN_STATUSES
 from core.context import AppContext
 from core.db import UnitOfWork
 from core.logging import get_logger
@@ -49,7 +50,6 @@ from core.models import (
     ChangeLog,
     Conversation,
     Delivery,
-    DeliveryStatus,
     Message,
     Notification,
     OutboxMessage,
@@ -65,8 +65,6 @@ from scheduling.plans import iso
 from scheduling.service import Actor
 
 log = get_logger("doorstep.bot.privacy")
-
-FINISHED = frozenset({DeliveryStatus.delivered, DeliveryStatus.picked_up, DeliveryStatus.cancelled})
 
 
 class RecipientUnknown(LookupError):
@@ -151,7 +149,7 @@ async def erase_recipient(
     found = await theirs(session, retailer_id, phone, for_update=True)
     recipients, deliveries = found.recipients, found.deliveries
     recipient_ids = [r.id for r in recipients]
-    under_way = sorted(d.tracking for d in deliveries if d.status not in FINISHED)
+    under_way = sorted(d.tracking for d in deliveries if d.status in OPEN_STATUSES)
     if under_way:
         raise DeliveriesUnderWay(under_way)
     erased = Erased(recipients=len(recipients), deliveries=len(deliveries))
