@@ -242,6 +242,7 @@ async def conversation_data(
         "reply_token": secrets.token_urlsafe(16),
         "saved_replies": offered_replies,
         "assignable": assignable,
+        "personal_data": actions.may_handle_personal_data(user) and view.conversation.retailer_id is not None,
         "now": now,
         "active": "inbox",
         "selected_id": conversation_id,
