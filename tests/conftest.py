@@ -146,3 +146,17 @@ async def acme(ctx: AppContext) -> TenantKeys:
 @pytest.fixture
 async def globex(ctx: AppContext) -> TenantKeys:
     return await make_tenant(ctx, "globex")
+
+
+@pytest.fixture
+async def teams(ctx: AppContext, acme: TenantKeys, globex: TenantKeys) -> tuple[TenantKeys, TenantKeys]:
+    """Acme and Globex with a plan each, Acme's agent Ana and admin Rita, Globex's admin Gail."""
+    from core.models import Role
+    from tests.console_helpers import add_user, load_small_plan
+
+    await load_small_plan(ctx, acme.retailer_id, "A")
+    await load_small_plan(ctx, globex.retailer_id, "G")
+    await add_user(ctx, "ana@acme.test", ["acme"])
+    await add_user(ctx, "rita@acme.test", ["acme"], role=Role.retailer_admin)
+    await add_user(ctx, "gail@globex.test", ["globex"], role=Role.retailer_admin)
+    return acme, globex

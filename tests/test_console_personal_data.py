@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlmodel import col, select
 
-from core.models import ChangeLog, Conversation, Delivery, DeliveryStatus, Recipient, Role
+from core.models import ChangeLog, Conversation, Delivery, DeliveryStatus, Recipient
 from tests.console_helpers import (
-    add_user,
     cheap_password_hashing,  # noqa: F401 - autouse fixture
-    load_small_plan,
     seed_conversation,
     sign_in,
 )
 from tests.test_privacy import set_status
-
-
-@pytest.fixture
-async def teams(ctx, acme, globex):
-    await load_small_plan(ctx, acme.retailer_id, "A")
-    await load_small_plan(ctx, globex.retailer_id, "G")
-    await add_user(ctx, "ana@acme.test", ["acme"])
-    await add_user(ctx, "rita@acme.test", ["acme"], role=Role.retailer_admin)
-    await add_user(ctx, "gail@globex.test", ["globex"], role=Role.retailer_admin)
-    return acme, globex
 
 
 async def delivered(ctx, tracking: str) -> None:

@@ -6,29 +6,16 @@ from __future__ import annotations
 import html
 import re
 
-import pytest
 from sqlmodel import select
 
-from core.models import Role, SavedReply
+from core.models import SavedReply
 from tests.console_helpers import (
-    add_user,
     cheap_password_hashing,  # noqa: F401 - autouse fixture
-    load_small_plan,
     seed_conversation,
     sign_in,
 )
 
 GREETING = "Hi {{ first_name }}, {{ agent_name }} here. Your parcel {{ tracking }} comes {{ window }}."
-
-
-@pytest.fixture
-async def teams(ctx, acme, globex):
-    await load_small_plan(ctx, acme.retailer_id, "A")
-    await load_small_plan(ctx, globex.retailer_id, "G")
-    await add_user(ctx, "ana@acme.test", ["acme"])
-    await add_user(ctx, "rita@acme.test", ["acme"], role=Role.retailer_admin)
-    await add_user(ctx, "gail@globex.test", ["globex"], role=Role.retailer_admin)
-    return acme, globex
 
 
 async def save(client, csrf: str, retailer_id: int, title: str, body: str):
